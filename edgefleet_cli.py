@@ -1,0 +1,70 @@
+"""The ``edgefleet`` command: a thin dispatcher.
+
+Each area registers its own sub-commands from a light ``cli`` module (argparse
+only at import time), so ``edgefleet agent run`` works on a device that has
+no controller dependencies, and ``--help`` never loads torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+#: Modules that expose ``register(subparsers)``; each sets ``func`` on its parsers.
+_CLI_MODULES = ("agent.cli", "controller.cli", "simulators.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgefleet",
+        description=(
+            "edgefleet compresses AI models per device profile and rolls them out over MQTT "
+            "to fleets of edge devices (agents), which run them locally and report latency and health."
+        ),
+        epilog="Start with 'edgefleet demo': a local broker, the controller and ~30 simulated devices.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text", help="log line format")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _CLI_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:  # an agent-only install has no controller extras
+            logging.getLogger("edgefleet.cli").debug("sub-commands of %s unavailable: %s", name, exc)
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def setup_logging(verbose: int, fmt: str = "text") -> None:
+    level = logging.WARNING - 10 * min(verbose + 1, 2)
+    if fmt == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter(
+                '{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}'
+            )
+        )
+        logging.basicConfig(level=level, handlers=[handler])
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    setup_logging(args.verbose, args.log_format)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
