@@ -1,0 +1,1 @@
+"""edgefleet controller: registry, compression, rollout, telemetry ingest, REST API, dashboard."""
