@@ -79,4 +79,4 @@ def decode_block(payload: bytes | bytearray | memoryview) -> Block:
     return Block(raw_sha.hex(), index, count, total, data)
 
 
-__all__ = ["Block", "DEFAULT_BLOCK_SIZE", "HEADER_SIZE", "block_count", "decode_block", "encode_block", "split"]
+__all__ = ["DEFAULT_BLOCK_SIZE", "HEADER_SIZE", "Block", "block_count", "decode_block", "encode_block", "split"]

@@ -126,4 +126,4 @@ class Topics:
         raise ProtocolError(f"unknown topic {topic!r}")
 
 
-__all__ = ["Channel", "DEFAULT_ROOT", "ParsedTopic", "Topics", "validate_device_id", "validate_sha256"]
+__all__ = ["DEFAULT_ROOT", "Channel", "ParsedTopic", "Topics", "validate_device_id", "validate_sha256"]
