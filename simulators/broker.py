@@ -6,6 +6,7 @@ system broker and tests can kill and restart theirs at will.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _run_as_self() -> list[str]:
+    """Mosquitto started as root drops to user 'mosquitto', which cannot read our private temp dirs."""
+    return ["user root"] if os.geteuid() == 0 else []
 
 
 def find_mosquitto() -> str:
@@ -51,6 +57,7 @@ class MosquittoProcess:
                 "max_inflight_messages 100",
                 "max_packet_size 2097152",
                 f"log_dest file {self.workdir}/mosquitto.log",
+                *_run_as_self(),
                 "",
             ])
         )
