@@ -22,6 +22,11 @@ def register(subparsers: Any) -> None:
     s.add_argument("--rate", type=float, default=5.0, help="inferences per second per device")
     s.add_argument("--prefix", default="sim", help="device id prefix")
     s.add_argument("--token", help="admin bearer token for registration")
+    s.add_argument("--group", help="device group to register (default: the prefix)")
+    s.add_argument("--flaky", type=float, default=0.0,
+                   help="fraction of time each device's link is down (0 = reliable), e.g. 0.1")
+    s.add_argument("--seed", type=int, default=0, help="seed for simulated hardware readings and outages")
+    s.add_argument("--data-dir", help="where device data dirs live (default: a temp dir, removed on exit)")
     s.set_defaults(func=_simulate)
 
     d = subparsers.add_parser(
