@@ -43,8 +43,22 @@ def controller_process(*, data_dir: Path, broker: MosquittoProcess, port: int, t
     """Run ``edgefleet controller serve`` as a subprocess; yields its base URL."""
     log_file = (data_dir / "controller.log").open("ab")
     env = {**os.environ, "EDGEFLEET_ADMIN_TOKEN": token, "EDGEFLEET_READ_TOKEN": ""}
-    cmd = [sys.executable, "-m", "edgefleet_cli", "-v", "controller", "serve", "--data-dir", str(data_dir),
-           "--broker", f"{broker.host}:{broker.port}", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgefleet_cli",
+        "-v",
+        "controller",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--broker",
+        f"{broker.host}:{broker.port}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -82,14 +96,14 @@ def upload_and_deploy(client: httpx.Client, profiles: list[str]) -> list[str]:
     for profile in profiles:
         name, filename, runtime = DEMO_MODELS[profile]
         if name not in uploaded:
-            files = {"file": (filename, (examples_dir() / filename).read_bytes()),
-                     "samples": ("samples.npz", samples)}
+            files = {"file": (filename, (examples_dir() / filename).read_bytes()), "samples": ("samples.npz", samples)}
             r = client.post("/api/v1/models", data={"name": name, "runtime": runtime}, files=files)
             r.raise_for_status()
             uploaded[name] = int(r.json()["version"])
             log.info("uploaded %s v%d (%s)", name, uploaded[name], runtime)
-        r = client.post("/api/v1/deployments", json={"model": name, "version": uploaded[name],
-                                                     "target": {"profile": profile}})
+        r = client.post(
+            "/api/v1/deployments", json={"model": name, "version": uploaded[name], "target": {"profile": profile}}
+        )
         r.raise_for_status()
         deployments.append(str(r.json()["id"]))
     return deployments
@@ -117,8 +131,12 @@ def demo_command(args: argparse.Namespace) -> int:
         url = stack.enter_context(controller_process(data_dir=data_dir, broker=broker, port=port, token=token))
         print(f"controller {url}  (admin token {token}); broker 127.0.0.1:{broker.port}; state in {data_dir}")
         fleet = Fleet(
-            controller_url=url, broker_host=broker.host, broker_port=broker.port, topic_root="edgefleet/v1",
-            data_dir=data_dir / "devices", token=token,
+            controller_url=url,
+            broker_host=broker.host,
+            broker_port=broker.port,
+            topic_root="edgefleet/v1",
+            data_dir=data_dir / "devices",
+            token=token,
         )
         fleet.start(args.devices, DEFAULT_MIX)
         stack.callback(fleet.stop)
@@ -141,4 +159,4 @@ def _wait_forever() -> None:
         print("stopping")
 
 
-__all__: list[Any] = ["demo_command", "upload_and_deploy", "controller_process", "parse_mix"]
+__all__: list[Any] = ["controller_process", "demo_command", "parse_mix", "upload_and_deploy"]

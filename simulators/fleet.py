@@ -163,6 +163,12 @@ class Fleet:
     ``controller_url`` the key comes from the controller; with neither a
     throwaway key is used (the devices then refuse every deployment, which is
     fine for pure load tests of birth/telemetry).
+
+    ``preinstall`` puts the bundled example model for each profile into the
+    device's active slot first (version 0, see :mod:`simulators.provision`), so
+    devices serve and report latency without a controller. ``agent_overrides``
+    are extra :class:`agent.config.AgentSettings` fields for every device
+    (``telemetry_interval_s``, ``watch_seconds``, ...).
     """
 
     def __init__(
@@ -181,6 +187,8 @@ class Fleet:
         flaky: float = 0.0,
         dataset: str = "digits",
         register: bool = True,
+        preinstall: bool = False,
+        agent_overrides: Mapping[str, Any] | None = None,
     ) -> None:
         if len({s.device_id for s in specs}) != len(specs):
             raise FleetError("duplicate device ids in the fleet")
@@ -205,6 +213,8 @@ class Fleet:
         self.flaky = flaky
         self.dataset = dataset
         self.register = register
+        self.preinstall = preinstall
+        self.agent_overrides = dict(agent_overrides or {})
         self.devices: list[SimulatedDevice] = []
         self.started_at: float | None = None
         self._proxy: Any = None
@@ -329,6 +339,10 @@ class Fleet:
             port = self._proxy.add(hw.link_up)
         data_dir = self.data_dir / spec.device_id
         data_dir.mkdir(parents=True, exist_ok=True)
+        if self.preinstall and not (data_dir / "active.json").exists():
+            from simulators.provision import example_model_for, preinstall_model
+
+            preinstall_model(data_dir, *example_model_for(spec.profile))
         settings = AgentSettings(
             device_id=spec.device_id,
             profile=spec.profile,
@@ -337,6 +351,7 @@ class Fleet:
             topic_root=self.topic_root,
             data_dir=data_dir,
             controller_public_key=self.public_key_pem,
+            **self.agent_overrides,
         )
         agent = Agent(settings, hardware=hw)
         agent.start()
@@ -416,6 +431,7 @@ def simulate_command(args: argparse.Namespace) -> int:
             seed=getattr(args, "seed", 0) or 0,
             flaky=getattr(args, "flaky", 0.0) or 0.0,
             data_dir=getattr(args, "data_dir", None),
+            preinstall=bool(getattr(args, "preinstall", False)),
         )
         print(f"starting {len(fleet.specs)} devices against {args.broker} (root {args.topic_root})", flush=True)
         fleet.start()

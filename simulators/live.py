@@ -44,8 +44,11 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def is_active(device: dict[str, Any]) -> bool:
     state = device.get("state") or {}
-    return bool(state.get("online")) and state.get("active_model") is not None and (
-        state.get("update_state") in (ACTIVE, "idle", None))
+    return (
+        bool(state.get("online"))
+        and state.get("active_model") is not None
+        and (state.get("update_state") in (ACTIVE, "idle", None))
+    )
 
 
 def watch_rollout(client: httpx.Client, *, expected: int, timeout: float = 300.0, poll_s: float = 1.0) -> bool:
