@@ -1,0 +1,1 @@
+"""REST API (prefix /api/v1), one router per resource."""

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from controller.api.deps import AdminAuth, ReadAuth, SessionDep
+from controller.api.schemas import DeviceCreate, DeviceOut, EventOut, TelemetryOut
+from controller.services import devices as svc
+
+router = APIRouter(prefix="/devices", tags=["devices"])
+
+Limit = Annotated[int, Query(ge=1, le=10_000)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DeviceOut, dependencies=[AdminAuth])
+def create_device(body: DeviceCreate, session: SessionDep) -> DeviceOut:
+    device = svc.create_device(
+        session=session, device_id=body.device_id, profile=body.profile, group=body.group, tags=body.tags
+    )
+    return DeviceOut.of(device)
+
+
+@router.get("", response_model=list[DeviceOut], dependencies=[ReadAuth])
+def list_devices(session: SessionDep, profile: str | None = None, group: str | None = None) -> list[DeviceOut]:
+    return [DeviceOut.of(d) for d in svc.list_devices(session=session, profile=profile, group=group)]
+
+
+@router.get("/{device_id}", response_model=DeviceOut, dependencies=[ReadAuth])
+def get_device(device_id: str, session: SessionDep) -> DeviceOut:
+    return DeviceOut.of(svc.get_device(session=session, device_id=device_id))
+
+
+@router.get("/{device_id}/telemetry", response_model=list[TelemetryOut], dependencies=[ReadAuth])
+def device_telemetry(device_id: str, session: SessionDep, limit: Limit = 100) -> list[TelemetryOut]:
+    return [TelemetryOut.of(r) for r in svc.recent_telemetry(session=session, device_id=device_id, limit=limit)]
+
+
+@router.get("/{device_id}/events", response_model=list[EventOut], dependencies=[ReadAuth])
+def device_events(device_id: str, session: SessionDep, limit: Limit = 100) -> list[EventOut]:
+    return [EventOut.of(r) for r in svc.recent_events(session=session, device_id=device_id, limit=limit)]
