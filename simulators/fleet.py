@@ -185,6 +185,7 @@ class Fleet:
         rate_hz: float = 5.0,
         seed: int = 0,
         flaky: float = 0.0,
+        mean_outage_s: float = 5.0,
         dataset: str = "digits",
         register: bool = True,
         preinstall: bool = False,
@@ -211,6 +212,7 @@ class Fleet:
         self.rate_hz = rate_hz
         self.seed = seed
         self.flaky = flaky
+        self.mean_outage_s = mean_outage_s
         self.dataset = dataset
         self.register = register
         self.preinstall = preinstall
@@ -291,8 +293,8 @@ class Fleet:
     def summary(self) -> str:
         """One line: devices online, update states, active models, inferences and their rate."""
         statuses = self.statuses()
-        online = sum(1 for s in statuses.values() if s.get("connected", s.get("online")))
-        states = Counter(str(s.get("update_state", s.get("state", "?"))) for s in statuses.values())
+        online = sum(1 for s in statuses.values() if s.get("connected"))
+        states = Counter(str(s.get("phase", "?")) for s in statuses.values())
         models = Counter(_model_label(s) for s in statuses.values())
         inferences = sum(d.hardware.inferences for d in self.devices)
         elapsed = time.monotonic() - self.started_at if self.started_at else 0.0
@@ -326,10 +328,11 @@ class Fleet:
 
     def _start_device(self, index: int, spec: DeviceSpec, x: np.ndarray) -> SimulatedDevice:
         from agent.app import Agent
-
         from agent.config import AgentSettings
 
-        hw = SimulatedHardware(spec.profile, seed=self.seed * 100_003 + index, flaky=self.flaky)
+        hw = SimulatedHardware(
+            spec.profile, seed=self.seed * 100_003 + index, flaky=self.flaky, mean_outage_s=self.mean_outage_s
+        )
         port = self.broker_port
         if self.flaky > 0:
             if self._proxy is None:

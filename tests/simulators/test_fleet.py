@@ -256,3 +256,32 @@ def test_unreachable_controller_is_a_fleet_error(live_broker: MosquittoProcess, 
     )
     with pytest.raises(FleetError, match="unreachable"):
         fleet.start()
+
+
+def test_flaky_links_drop_and_recover(
+    live_broker: MosquittoProcess, topic_root: str, states: Collector, key_pem: str, tmp_path: Path
+) -> None:
+    """Through the link proxy the broker sees outages (the Will: online=False) and devices come back."""
+    fleet = Fleet.from_mix(
+        3,
+        MIX,
+        broker_host=live_broker.host,
+        broker_port=live_broker.port,
+        topic_root=topic_root,
+        data_dir=tmp_path,
+        public_key_pem=key_pem,
+        rate_hz=0,
+        flaky=0.4,
+        mean_outage_s=0.5,
+        seed=1,
+        agent_overrides={"reconnect_min_delay_s": 0.1, "reconnect_max_delay_s": 0.5, "keepalive": 5},
+    )
+    with fleet:
+
+        def dropped_and_back(msgs: list[DeviceState]) -> bool:
+            seen: dict[str, list[bool]] = {}
+            for m in msgs:
+                seen.setdefault(m.device_id, []).append(m.online)
+            return any(v.count(True) >= 2 and False in v for v in seen.values())
+
+        states.wait_for(dropped_and_back, timeout=30)
