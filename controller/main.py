@@ -12,7 +12,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select
-from starlette.routing import Match
 
 from controller.api.routes import deployments, devices, health, keys, models, profiles
 from controller.artifacts import ArtifactStore
@@ -109,14 +108,21 @@ def _add_handlers(app: FastAPI) -> None:
     @app.middleware("http")
     async def count_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
         response = await call_next(request)
-        route = "unmatched"
-        for r in request.app.router.routes:
-            match, _ = r.matches(request.scope)
-            if match == Match.FULL:
-                route = getattr(r, "path", "unmatched")
-                break
+        route = _route_label(request)
         request.app.state.metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
         return response
+
+
+def _route_label(request: Request) -> str:
+    """The route template (bounded label set), with the prefix of routers included into the app."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", None)
+    if not isinstance(template, str):
+        return "unmatched"
+    actual = request.url.path.rstrip("/").split("/")
+    depth = len(template.rstrip("/").split("/"))
+    prefix = "/".join(actual[: max(0, len(actual) - depth) + 1]) if len(actual) > depth else ""
+    return prefix + template
 
 
 def _add_misc_routes(app: FastAPI) -> None:
