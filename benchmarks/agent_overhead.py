@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -45,10 +46,47 @@ TOPIC_ROOT = "bench/v1"
 
 
 # -- helpers -----------------------------------------------------------------------
+_MODEL_OVERRIDE: Path | None = None
+
+
 def model_file() -> Path:
+    if _MODEL_OVERRIDE is not None:
+        return _MODEL_OVERRIDE
     from simulators.examples import model_path
 
     return model_path(MODEL_NAME)
+
+
+def synthetic_mlp(width: int, path: Path) -> Path:
+    """A 64 -> width -> width -> 10 MLP with random weights: same interface, more compute per call."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    dims = [64, width, width, 10]
+    nodes, inits, prev = [], [], "input"
+    layers = list(itertools.pairwise(dims))
+    for i, (a, b) in enumerate(layers):
+        w = (rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(b, np.float32), f"b{i}")]
+        last = i == len(layers) - 1
+        gemm_out = "logits" if last else f"g{i}"
+        nodes.append(helper.make_node("Gemm", [prev, f"w{i}", f"b{i}"], [gemm_out]))
+        if not last:
+            nodes.append(helper.make_node("Relu", [gemm_out], [f"h{i}"]))
+            prev = f"h{i}"
+    graph = helper.make_graph(
+        nodes,
+        "synthetic_mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
 
 
 def preinstall(data_dir: Path, path: Path) -> Any:
@@ -65,7 +103,6 @@ def throwaway_key() -> str:
 
 def start_agent(data_dir: Path, host: str, port: int, device_id: str = "bench-001") -> Any:
     from agent.app import Agent
-
     from agent.config import AgentSettings
 
     settings = AgentSettings(
@@ -193,7 +230,16 @@ def child_main(kind: str, host: str, port: int, with_model: bool) -> None:
 
 
 def measure_idle_rss(kind: str, broker: Any, with_model: bool, settle: float) -> int:
-    cmd = [sys.executable, __file__, "--child", kind, "--broker", f"{broker.host}:{broker.port}"]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--broker",
+        f"{broker.host}:{broker.port}",
+        "--model",
+        str(model_file()),
+    ]
     if with_model:
         cmd.append("--with-model")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -217,11 +263,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", default="1,32", help="batch sizes (rows per call) to time")
     p.add_argument("--settle", type=float, default=3.0, help="seconds idle before reading RSS")
     p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument("--model", type=Path, help="time this ONNX model (input 'input' [N,64]) instead of the example")
+    p.add_argument("--width", type=int, help="time a synthetic 64-W-W-10 MLP instead (needs the onnx package)")
+    p.add_argument("--skip-rss", action="store_true", help="only the inference table")
     p.add_argument("--child", choices=["agent", "bare"], help=argparse.SUPPRESS)
     p.add_argument("--broker", help=argparse.SUPPRESS)
     p.add_argument("--with-model", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
+    global _MODEL_OVERRIDE, MODEL_NAME
+    if args.model:
+        _MODEL_OVERRIDE = args.model.resolve()
     if args.child:
         host, port = args.broker.rsplit(":", 1)
         child_main(args.child, host, int(port), args.with_model)
@@ -237,13 +289,22 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
     }
     batches = [int(b) for b in args.batches.split(",")]
+    tmp = tempfile.TemporaryDirectory(prefix="edgefleet-bench-model-")
+    if args.width:
+        _MODEL_OVERRIDE = synthetic_mlp(args.width, Path(tmp.name) / f"mlp_{args.width}.onnx")
+    if _MODEL_OVERRIDE is not None:
+        MODEL_NAME = _MODEL_OVERRIDE.name
     with MosquittoProcess() as broker:
         timings = {b: bench_inference(args.rounds, args.calls, broker, batch=b) for b in batches}
-        rss = {
-            (kind, with_model): measure_idle_rss(kind, broker, with_model, args.settle)
-            for with_model in (False, True)
-            for kind in ("bare", "agent")
-        }
+        rss = (
+            {}
+            if args.skip_rss
+            else {
+                (kind, with_model): measure_idle_rss(kind, broker, with_model, args.settle)
+                for with_model in (False, True)
+                for kind in ("bare", "agent")
+            }
+        )
 
     results["inference_us"] = {}
     for batch, rows in timings.items():
@@ -261,15 +322,16 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "ok" if agent_us / bare_us <= 1.05 else "OVER"
             print(f"goal Agent.predict <= 1.05x bare: {agent_us / bare_us:.3f}x {verdict}")
 
-    print(f"\n(b) idle RSS, connected to a local Mosquitto, after {args.settle:.0f} s idle")
-    print(f"{'process':34s} {'RSS MiB':>9s} {'vs bare':>8s}")
-    results["idle_rss_bytes"] = {}
-    for with_model in (False, True):
-        label = "model loaded" if with_model else "no model"
-        b, a = rss[("bare", with_model)], rss[("agent", with_model)]
-        print(f"{'bare ort+paho, ' + label:34s} {b / 2**20:9.1f} {1:7.3f}x")
-        print(f"{'agent, ' + label:34s} {a / 2**20:9.1f} {a / b:7.3f}x  {'ok' if a / b <= 1.25 else 'OVER'}")
-        results["idle_rss_bytes"][label] = {"bare": b, "agent": a, "ratio": a / b}
+    if rss:
+        print(f"\n(b) idle RSS, connected to a local Mosquitto, after {args.settle:.0f} s idle")
+        print(f"{'process':34s} {'RSS MiB':>9s} {'vs bare':>8s}")
+        results["idle_rss_bytes"] = {}
+        for with_model in (False, True):
+            label = "model loaded" if with_model else "no model"
+            b, a = rss[("bare", with_model)], rss[("agent", with_model)]
+            print(f"{'bare ort+paho, ' + label:34s} {b / 2**20:9.1f} {1:7.3f}x")
+            print(f"{'agent, ' + label:34s} {a / 2**20:9.1f} {a / b:7.3f}x  {'ok' if a / b <= 1.25 else 'OVER'}")
+            results["idle_rss_bytes"][label] = {"bare": b, "agent": a, "ratio": a / b}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

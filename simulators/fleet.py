@@ -418,6 +418,8 @@ def split_host_port(text: str, default_port: int = 1883) -> tuple[str, int]:
 def simulate_command(args: argparse.Namespace) -> int:
     """``edgefleet simulate``: run the fleet until Ctrl-C, printing one summary line every few seconds."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # N agents' connect/disconnect lines would drown the summary; it counts who is online.
+    logging.getLogger("edgefleet.agent").setLevel(logging.WARNING)
     host, port = split_host_port(args.broker)
     try:
         fleet = Fleet.from_mix(
