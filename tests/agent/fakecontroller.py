@@ -133,7 +133,8 @@ class FakeController:
 
     # -- paho side --------------------------------------------------------------------------
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        client.subscribe([(self.topics.all_devices(Channel.BLOCKS_GET), 1), (self.topics.all_devices(Channel.EVENTS), 1)])
+        t = self.topics
+        client.subscribe([(t.all_devices(Channel.BLOCKS_GET), 1), (t.all_devices(Channel.EVENTS), 1)])
         self._connected.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
@@ -161,6 +162,8 @@ class FakeController:
             topic = self.topics.artifact_blocks(request.sha256) if self.broadcast else self.topics.blocks(device_id)
             for start, end in request.ranges:
                 for i in range(start, min(end, len(parts))):
+                    if not self.serving:
+                        break
                     frame = blocks.encode_block(request.sha256, i, len(parts), len(wire), parts[i])
                     self._client.publish(topic, frame, qos=1)
                     if self.blocks_per_s:
