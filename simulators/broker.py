@@ -44,24 +44,22 @@ class MosquittoProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf = self.workdir / "mosquitto.conf"
         self.conf.write_text(
-            "\n".join(
-                [
-                    f"listener {self.port} 127.0.0.1",
-                    "allow_anonymous true",
-                    "persistence true",
-                    f"persistence_location {self.workdir}/",
-                    "autosave_interval 1",
-                    "set_tcp_nodelay true",
-                    # Artifact blocks burst to many subscribers at once; the default
-                    # queue of 1000 drops them for slow QoS 1 subscribers.
-                    "max_queued_messages 100000",
-                    "max_inflight_messages 100",
-                    "max_packet_size 2097152",
-                    f"log_dest file {self.workdir}/mosquitto.log",
-                    *_run_as_self(),
-                    "",
-                ]
-            )
+            "\n".join([
+                f"listener {self.port} 127.0.0.1",
+                "allow_anonymous true",
+                "persistence true",
+                f"persistence_location {self.workdir}/",
+                "autosave_interval 1",
+                "set_tcp_nodelay true",
+                # Artifact blocks burst to many subscribers at once; the default
+                # queue of 1000 drops them for slow QoS 1 subscribers.
+                "max_queued_messages 100000",
+                "max_inflight_messages 100",
+                "max_packet_size 2097152",
+                f"log_dest file {self.workdir}/mosquitto.log",
+                *_run_as_self(),
+                "",
+            ])
         )
 
     @property

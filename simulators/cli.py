@@ -14,28 +14,23 @@ def register(subparsers: Any) -> None:
         "compute slowdown, and feed them real samples from a bundled data set.",
     )
     s.add_argument("--devices", type=int, default=10, help="number of devices")
-    s.add_argument(
-        "--mix",
-        default="smart-lock=1,car-ecu=1,medical-monitor=1",
-        help="profile weights, e.g. smart-lock=2,car-ecu=1,medical-monitor=1",
-    )
-    s.add_argument("--controller", default="http://127.0.0.1:8080", help="controller URL (registration, public key)")
+    s.add_argument("--mix", default="smart-lock=1,car-ecu=1,medical-monitor=1",
+                   help="profile weights, e.g. smart-lock=2,car-ecu=1,medical-monitor=1")
+    s.add_argument("--controller", default="http://127.0.0.1:8080",
+                   help="controller URL (registration, public key); '' for none")
     s.add_argument("--broker", default="127.0.0.1:1883", help="host:port of the MQTT broker")
     s.add_argument("--topic-root", default="edgefleet/v1", help="MQTT topic root")
     s.add_argument("--rate", type=float, default=5.0, help="inferences per second per device")
     s.add_argument("--prefix", default="sim", help="device id prefix")
     s.add_argument("--token", help="admin bearer token for registration")
     s.add_argument("--group", help="device group to register (default: the prefix)")
-    s.add_argument(
-        "--flaky", type=float, default=0.0, help="fraction of time each device's link is down (0 = reliable), e.g. 0.1"
-    )
+    s.add_argument("--flaky", type=float, default=0.0,
+                   help="fraction of time each device's link is down (0 = reliable), e.g. 0.1")
     s.add_argument("--seed", type=int, default=0, help="seed for simulated hardware readings and outages")
     s.add_argument("--data-dir", help="where device data dirs live (default: a temp dir, removed on exit)")
-    s.add_argument(
-        "--preinstall",
-        action="store_true",
-        help="start every device with the bundled example model in its active slot (no controller needed)",
-    )
+    s.add_argument("--preinstall", action="store_true",
+                   help="start every device with the bundled example model in its active slot (no controller needed)")
+    s.add_argument("--summary-interval", type=float, default=5.0, help="seconds between summary lines")
     s.set_defaults(func=_simulate)
 
     d = subparsers.add_parser(
