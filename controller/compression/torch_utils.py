@@ -6,6 +6,9 @@ A PyTorch model is given as either
   * ``package.module:function`` - a function returning an ``nn.Module`` (trained), or
   * a ``.pt``/``.pth`` file written with ``torch.save(module)`` (the whole module, not a
     state dict; loaded with ``weights_only=False``, so only load files you trust).
+
+An optional ``input_shape`` attribute on the module gives the per-sample shape when it differs
+from the data rows (e.g. ``(1, 8, 8)`` for a CNN fed flat 64-feature digits).
 """
 
 from __future__ import annotations
