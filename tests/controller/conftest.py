@@ -42,7 +42,10 @@ def make_onnx(n_in: int = 8, n_out: int = 4, hidden: int = 0, seed: int = 0, com
             w[:, units // 2 :] = 0.0
         b = rng.standard_normal(units).astype(np.float32)
         inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
-        nodes += [helper.make_node("MatMul", [prev, f"w{i}"], [f"m{i}"]), helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"])]
+        nodes += [
+            helper.make_node("MatMul", [prev, f"w{i}"], [f"m{i}"]),
+            helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"]),
+        ]
         prev, width = f"a{i}", units
         if i < len(layers) - 1:
             nodes.append(helper.make_node("Relu", [prev], [f"r{i}"]))
@@ -147,7 +150,9 @@ class Probe:
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(5)
 
-    def collect(self, timeout: float, until: Callable[[list[tuple[str, bytes, bool]]], bool] | None = None) -> list[tuple[str, bytes, bool]]:
+    def collect(
+        self, timeout: float, until: Callable[[list[tuple[str, bytes, bool]]], bool] | None = None
+    ) -> list[tuple[str, bytes, bool]]:
         got: list[tuple[str, bytes, bool]] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

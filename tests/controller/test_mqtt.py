@@ -108,9 +108,7 @@ def test_block_server_coalesces_and_reassembles(mqtt_settings: Settings, probe: 
         meta = upload(ctl, model)
         assert meta["encoding"] == "zstd" and meta["wire_size"] < meta["size"]
         deploy(ctl, "tiny", 1, ["a1", "a2"])
-        desired = codec.decode(
-            probe_retained(probe, topics.desired("a1")), DesiredState
-        )
+        desired = codec.decode(probe_retained(probe, topics.desired("a1")), DesiredState)
         wire_sha, count = desired.wire_sha256, desired.block_count
         assert count > 4
         probe.subscribe(topics.artifact_blocks(wire_sha), topics.blocks("a1"), topics.blocks("a2"))
@@ -127,7 +125,9 @@ def test_block_server_coalesces_and_reassembles(mqtt_settings: Settings, probe: 
         assert hashlib.sha256(zstandard.ZstdDecompressor().decompress(wire)).hexdigest() == meta["sha256"]
 
         # one device repairing a few blocks: unicast on its own topic; out-of-range part is dropped
-        req = BlockRequest(device_id="a2", sha256=wire_sha, ranges=[(1, 3), (count - 1, count + 50), (count + 5, count + 9)])
+        req = BlockRequest(
+            device_id="a2", sha256=wire_sha, ranges=[(1, 3), (count - 1, count + 50), (count + 5, count + 9)]
+        )
         probe.publish(topics.blocks_get("a2"), codec.encode(req))
         got = probe.collect(5, until=lambda g: len(g) >= 3)
         assert sorted(b.index for b in _frames(got, topics.blocks("a2"))) == [1, 2, count - 1]
@@ -140,9 +140,16 @@ def test_block_server_coalesces_and_reassembles(mqtt_settings: Settings, probe: 
         stranger = BlockRequest(device_id="zz", sha256=wire_sha, ranges=[(0, 1)])
         probe.publish(topics.blocks_get("zz"), codec.encode(stranger))
         wait_until(
-            lambda: metric(ctl, "edgefleet_controller_messages_rejected_total", kind="blocks_get", reason="unknown_artifact")
-            == 1
-            and metric(ctl, "edgefleet_controller_messages_rejected_total", kind="blocks_get", reason="unknown_device") == 1,
+            lambda: (
+                metric(
+                    ctl, "edgefleet_controller_messages_rejected_total", kind="blocks_get", reason="unknown_artifact"
+                )
+                == 1
+                and metric(
+                    ctl, "edgefleet_controller_messages_rejected_total", kind="blocks_get", reason="unknown_device"
+                )
+                == 1
+            ),
             what="unknown artifact/device counted",
         )
         assert metric(ctl, "edgefleet_controller_block_requests_total") == 3
@@ -160,16 +167,29 @@ def probe_retained(probe: Probe, topic: str) -> bytes:
 
 def _state(device_id: str, online: bool = True, session: int = 1, model: ModelRef | None = None) -> DeviceState:
     return DeviceState(
-        device_id=device_id, online=online, session=session, agent_version="0.1.0", profile="car-ecu",
-        runtimes=["onnxruntime"], active_model=model, update_state="idle",
+        device_id=device_id,
+        online=online,
+        session=session,
+        agent_version="0.1.0",
+        profile="car-ecu",
+        runtimes=["onnxruntime"],
+        active_model=model,
+        update_state="idle",
     )
 
 
 def _telemetry(device_id: str, seq: int, p95: float) -> Telemetry:
     return Telemetry(
-        device_id=device_id, seq=seq, interval_s=1.0, count=100, errors=1,
+        device_id=device_id,
+        seq=seq,
+        interval_s=1.0,
+        count=100,
+        errors=1,
         latency=LatencyStats(p50_ms=p95 / 2, p95_ms=p95, p99_ms=p95 * 1.2, max_ms=p95 * 2, mean_ms=p95 / 2),
-        cpu_percent=12.5, rss_bytes=10_000_000, temperature_c=41.0, battery_pct=80.0,
+        cpu_percent=12.5,
+        rss_bytes=10_000_000,
+        temperature_c=41.0,
+        battery_pct=80.0,
     )
 
 
@@ -217,7 +237,9 @@ def test_ingest_state_telemetry_events(controller: RunningController, probe: Pro
     # a rollback after active is recorded
     rb = Event(device_id="car-1", kind=EventKind.ROLLED_BACK, deployment_id=dep_id, reason="p95_over_budget")
     probe.publish(topics.events("car-1"), codec.encode(rb))
-    dep = wait_until(lambda: (d := httpx.get(controller.url + f"{API}/deployments/{dep_id}").json())["state"] == "failed" and d)
+    dep = wait_until(
+        lambda: (d := httpx.get(controller.url + f"{API}/deployments/{dep_id}").json())["state"] == "failed" and d
+    )
     assert dep["devices"][0]["reason"] == "p95_over_budget"
 
 
@@ -256,12 +278,11 @@ def test_malformed_payloads_counted_and_ingest_survives(controller: RunningContr
 
     wait_until(lambda: len(httpx.get(controller.url + f"{API}/devices/m-1/events").json()) == 2, what="valid events")
     for kind in topic_of:
-        rejected = lambda r, k=kind: metric(controller, "edgefleet_controller_messages_rejected_total", kind=k, reason=r)  # noqa: E731
-        assert rejected("bad_json") == 3, kind
-        assert rejected("oversized") == 1, kind
-        assert rejected("schema") == 2, kind
-        assert rejected("schema_version") == 1, kind
-        assert rejected("device_mismatch") == 1, kind
+        counts = {
+            r: metric(controller, "edgefleet_controller_messages_rejected_total", kind=kind, reason=r)
+            for r in ("bad_json", "oversized", "schema", "schema_version", "device_mismatch")
+        }
+        assert counts == {"bad_json": 3, "oversized": 1, "schema": 2, "schema_version": 1, "device_mismatch": 1}, kind
     assert metric(controller, "edgefleet_controller_messages_rejected_total", kind="unknown", reason="bad_topic") == 1
     dev = httpx.get(controller.url + f"{API}/devices/m-1").json()
     assert dev["online"] and dev["last_telemetry"]["seq"] == 1
@@ -276,10 +297,16 @@ def test_unknown_device_counted_not_stored(controller: RunningController, probe:
     probe.publish(topics.telemetry("known"), codec.encode(_telemetry("known", 1, 0.3)))
     wait_until(lambda: httpx.get(controller.url + f"{API}/devices/known/telemetry").json(), what="known telemetry")
     wait_until(
-        lambda: metric(controller, "edgefleet_controller_messages_rejected_total", kind="telemetry", reason="unknown_device")
-        == 1
+        lambda: (
+            metric(
+                controller, "edgefleet_controller_messages_rejected_total", kind="telemetry", reason="unknown_device"
+            )
+            == 1
+        )
     )
-    assert metric(controller, "edgefleet_controller_messages_rejected_total", kind="state", reason="unknown_device") == 1
+    assert (
+        metric(controller, "edgefleet_controller_messages_rejected_total", kind="state", reason="unknown_device") == 1
+    )
     assert httpx.get(controller.url + f"{API}/devices/ghost").status_code == 404
     assert [d["device_id"] for d in httpx.get(controller.url + f"{API}/devices").json()] == ["known"]
 
@@ -292,7 +319,9 @@ def test_restart_keeps_state_and_republishes(mqtt_settings: Settings, probe: Pro
         meta = upload(ctl, make_onnx(seed=4))
         dep_id = deploy(ctl, "tiny", 1, ["r-1"])
         probe.publish(topics.telemetry("r-1"), codec.encode(_telemetry("r-1", 5, 0.9)))
-        probe.publish(topics.events("r-1"), codec.encode(Event(device_id="r-1", kind=EventKind.DOWNLOADING, deployment_id=dep_id)))
+        probe.publish(
+            topics.events("r-1"), codec.encode(Event(device_id="r-1", kind=EventKind.DOWNLOADING, deployment_id=dep_id))
+        )
         wait_until(lambda: httpx.get(ctl.url + f"{API}/devices/r-1/events").json(), what="event stored")
         wait_until(lambda: httpx.get(ctl.url + f"{API}/devices/r-1/telemetry").json(), what="telemetry stored")
         key = httpx.get(ctl.url + f"{API}/keys/public").json()

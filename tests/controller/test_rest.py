@@ -31,8 +31,10 @@ def test_health_docs_dashboard(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     assert f"{API}/deployments" in schema["paths"]
     page = client.get("/")
-    assert page.status_code == 200 and "<svg" in page.text and "http://" not in page.text.replace(
-        "http://www.w3.org/2000/svg", ""
+    assert (
+        page.status_code == 200
+        and "<svg" in page.text
+        and "http://" not in page.text.replace("http://www.w3.org/2000/svg", "")
     )
 
 
@@ -61,7 +63,10 @@ def test_device_crud_and_bad_bodies(client: TestClient) -> None:
         r = client.post(f"{API}/devices", json=body)
         assert r.status_code == 422, body
         assert r.json()["detail"]
-    assert client.post(f"{API}/devices", content=b"not json", headers={"content-type": "application/json"}).status_code == 422
+    assert (
+        client.post(f"{API}/devices", content=b"not json", headers={"content-type": "application/json"}).status_code
+        == 422
+    )
 
     assert [d["device_id"] for d in client.get(f"{API}/devices").json()] == ["car-1", "lock-1"]
     assert [d["device_id"] for d in client.get(f"{API}/devices", params={"profile": "smart-lock"}).json()] == ["lock-1"]
@@ -116,15 +121,21 @@ def test_upload_tflite(client: TestClient, tflite_model: bytes) -> None:
         ("m.onnx", None, {"runtime": "litert"}, "LiteRT"),
     ],
 )
-def test_bad_uploads(client: TestClient, onnx_model: bytes, filename: str, data: bytes | None, form: dict, needle: str) -> None:
-    r = client.post(f"{API}/models", files={"file": (filename, onnx_model if data is None else data)}, data={"name": "m", **form})
+def test_bad_uploads(
+    client: TestClient, onnx_model: bytes, filename: str, data: bytes | None, form: dict, needle: str
+) -> None:
+    r = client.post(
+        f"{API}/models", files={"file": (filename, onnx_model if data is None else data)}, data={"name": "m", **form}
+    )
     assert r.status_code == 422, r.text
     assert needle.lower() in r.json()["detail"].lower()
     assert client.get(f"{API}/models").json() == []
 
 
 def test_bad_samples_and_missing_name(client: TestClient, onnx_model: bytes) -> None:
-    r = client.post(f"{API}/models", files={"file": ("m.onnx", onnx_model), "samples": ("s.npz", b"nope")}, data={"name": "m"})
+    r = client.post(
+        f"{API}/models", files={"file": ("m.onnx", onnx_model), "samples": ("s.npz", b"nope")}, data={"name": "m"}
+    )
     assert r.status_code == 422 and "samples" in r.json()["detail"]
     r = client.post(f"{API}/models", files={"file": ("m.onnx", onnx_model)})
     assert r.status_code == 422 and "name" in r.json()["detail"]
@@ -198,5 +209,8 @@ def test_public_key_persists_with_0600(tmp_path: Path) -> None:
 def test_metrics_counts_http(client: TestClient) -> None:
     client.get(f"{API}/devices/nope")
     text = client.get("/metrics").text
-    assert 'edgefleet_controller_http_requests_total{method="GET",route="/api/v1/devices/{device_id}",status="404"} 1.0' in text
+    assert (
+        'edgefleet_controller_http_requests_total{method="GET",route="/api/v1/devices/{device_id}",status="404"} 1.0'
+        in text
+    )
     assert "edgefleet_controller_devices_online 0.0" in text
