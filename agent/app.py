@@ -106,7 +106,11 @@ class Agent:
             public_key=settings.public_key(),
         )
         self.updater = Updater(
-            settings=settings, ctx=ctx, slots=Slots(self._data_dir), link=_MqttLink(self), serving=self,
+            settings=settings,
+            ctx=ctx,
+            slots=Slots(self._data_dir),
+            link=_MqttLink(self),
+            serving=self,
             drops=self.drops,
         )
 
@@ -256,8 +260,12 @@ class Agent:
         window = window_since(self.recorder, self._telemetry_mark)
         self._telemetry_mark = Mark.now(self.recorder)
         report = build_telemetry(
-            device_id=self.device_id, seq=self._telemetry_seq, interval_s=interval, window=window,
-            hardware=self.hardware, model=self._model_ref,
+            device_id=self.device_id,
+            seq=self._telemetry_seq,
+            interval_s=interval,
+            window=window,
+            hardware=self.hardware,
+            model=self._model_ref,
         )
         self._telemetry_seq += 1
         self._session.publish(
@@ -279,8 +287,9 @@ class Agent:
         )
 
     def _publish_state(self, *, online: bool) -> None:
-        self._session.publish(self._topics.state(self.device_id), codec.encode(self._state(online=online)),
-                              qos=1, retain=True)
+        self._session.publish(
+            self._topics.state(self.device_id), codec.encode(self._state(online=online)), qos=1, retain=True
+        )
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -303,8 +312,13 @@ def run_command(args: argparse.Namespace) -> int:
         signal.signal(sig, _on_signal)
     agent = Agent(settings)
     agent.start()
-    log.info("agent %s running (profile %s, broker %s:%d)", settings.device_id, settings.profile,
-             settings.broker_host, settings.broker_port)
+    log.info(
+        "agent %s running (profile %s, broker %s:%d)",
+        settings.device_id,
+        settings.profile,
+        settings.broker_host,
+        settings.broker_port,
+    )
     try:
         while not done.wait(1.0):
             pass

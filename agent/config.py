@@ -77,8 +77,10 @@ class AgentSettings(BaseSettings):
     def _check(self) -> AgentSettings:
         get_profile(self.profile)  # raises KeyError naming the built-in profiles
         if not (self.controller_public_key or self.controller_public_key_file):
-            raise ValueError("controller_public_key or controller_public_key_file is required: the agent "
-                             "refuses every manifest it cannot verify")
+            raise ValueError(
+                "controller_public_key or controller_public_key_file is required: the agent "
+                "refuses every manifest it cannot verify"
+            )
         return self
 
     def device_profile(self) -> DeviceProfile:

@@ -150,7 +150,7 @@ class Download:
             return empty
         if _HAVE_HEADER.unpack_from(raw) != (self._bs, self.count):
             return empty
-        return bytearray(raw[_HAVE_HEADER.size:])
+        return bytearray(raw[_HAVE_HEADER.size :])
 
 
 def decode_wire(manifest: DesiredState, wire: bytes) -> bytes:

@@ -139,9 +139,7 @@ class MqttSession:
         else:
             self._inbox.put(Disconnected(error))
 
-    def _on_disconnect(
-        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
-    ) -> None:
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
         self.connected = False
         self._inbox.put(Disconnected(map_reason_code(reason)))
 

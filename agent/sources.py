@@ -24,7 +24,7 @@ class ReplaySource:
         self.rate_hz = rate_hz
         self.loop = loop
         # Pre-slice once: the loop hands out views, never allocates per sample.
-        self._samples = [self.x[i:i + 1] for i in range(len(self.x))]
+        self._samples = [self.x[i : i + 1] for i in range(len(self.x))]
 
     @property
     def period_s(self) -> float:

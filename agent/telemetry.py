@@ -90,8 +90,6 @@ def latency_stats(seconds: np.ndarray) -> LatencyStats:
     )
 
 
-
-
 def build_telemetry(
     *, device_id: str, seq: int, interval_s: float, window: Window, hardware: Hardware, model: ModelRef | None
 ) -> Telemetry:

@@ -127,6 +127,8 @@ class Updater:
         self._repair_due = 0.0
         self.block_requests = 0
         self.requested_blocks = 0
+        #: (monotonic time, blocks asked for) of recent requests, for status and tests.
+        self.request_log: deque[tuple[float, int]] = deque(maxlen=64)
 
     # -- startup -------------------------------------------------------------------------
     def restore(self) -> None:
@@ -212,8 +214,10 @@ class Updater:
             device_id=self._ctx.device_id, sha256=dl.sha, ranges=ranges, request_id=uuid.uuid4().hex[:12]
         )
         self._link.request_blocks(request)
+        asked = sum(end - start for start, end in ranges)
         self.block_requests += 1
-        self.requested_blocks += sum(end - start for start, end in ranges)
+        self.requested_blocks += asked
+        self.request_log.append((time.monotonic(), asked))
 
     def _schedule_repair(self) -> None:
         self._repair_due = time.monotonic() + self._settings.repair_timeout_s * random.uniform(0.8, 1.2)
@@ -406,8 +410,11 @@ class Updater:
         self._link.publish_state()
         self._link.publish_event(
             self._make_event(
-                EventKind.ROLLED_BACK, deployment_id=leaving.deployment_id if leaving else None,
-                model=previous.model, reason="command", command_id=command.command_id,
+                EventKind.ROLLED_BACK,
+                deployment_id=leaving.deployment_id if leaving else None,
+                model=previous.model,
+                reason="command",
+                command_id=command.command_id,
             )
         )
         return f"rolled back to {previous.model.name} v{previous.model.version}"
@@ -462,9 +469,15 @@ class Updater:
         dl = self.download
         return {
             "phase": self.phase.value,
-            "download": None if dl is None else {
-                "sha256": dl.sha, "received": dl.received, "total": dl.count,
-                "resumed": dl.resumed_blocks, "new": dl.new_blocks, "duplicates": dl.duplicates,
+            "download": None
+            if dl is None
+            else {
+                "sha256": dl.sha,
+                "received": dl.received,
+                "total": dl.count,
+                "resumed": dl.resumed_blocks,
+                "new": dl.new_blocks,
+                "duplicates": dl.duplicates,
             },
             "block_requests": self.block_requests,
             "requested_blocks": self.requested_blocks,

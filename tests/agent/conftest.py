@@ -53,11 +53,15 @@ def self_test_for(data: bytes, runtime: str, x: np.ndarray, tmp: Path, *, top1: 
     vectors = []
     for row in x[:3]:
         y = np.asarray(model.run(row[None, :].astype(np.float32))).ravel()
-        vectors.append(SelfTestVector(
-            input_shape=[1, row.size], data=row.astype(float).tolist(),
-            expected=None if top1 else y.astype(float).tolist(),
-            expected_top1=int(np.argmax(y)) if top1 else None, atol=1e-4,
-        ))
+        vectors.append(
+            SelfTestVector(
+                input_shape=[1, row.size],
+                data=row.astype(float).tolist(),
+                expected=None if top1 else y.astype(float).tolist(),
+                expected_top1=int(np.argmax(y)) if top1 else None,
+                atol=1e-4,
+            )
+        )
     return vectors
 
 
@@ -81,10 +85,18 @@ def make_agent(
 
     def factory(device_id: str = DEVICE, hardware: Any = None, start: bool = True, **overrides: Any) -> Agent:
         values: dict[str, Any] = {
-            "device_id": device_id, "profile": "car-ecu", "broker_host": live_broker.host,
-            "broker_port": live_broker.port, "topic_root": topic_root, "data_dir": tmp_path / device_id,
-            "controller_public_key": public_pem, "repair_timeout_s": 0.3, "reconnect_min_delay_s": 0.1,
-            "reconnect_max_delay_s": 0.5, "watch_seconds": 0, "telemetry_interval_s": 0.5,
+            "device_id": device_id,
+            "profile": "car-ecu",
+            "broker_host": live_broker.host,
+            "broker_port": live_broker.port,
+            "topic_root": topic_root,
+            "data_dir": tmp_path / device_id,
+            "controller_public_key": public_pem,
+            "repair_timeout_s": 0.3,
+            "reconnect_min_delay_s": 0.1,
+            "reconnect_max_delay_s": 0.5,
+            "watch_seconds": 0,
+            "telemetry_interval_s": 0.5,
         }
         values.update(overrides)
         agent = Agent(AgentSettings(**values), hardware=hardware)

@@ -42,6 +42,7 @@ class FakeController:
         self._client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)  # type: ignore[arg-type]
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
+        self._client.on_disconnect = lambda *args: self._connected.clear()
         self._connected = threading.Event()
         self._client.connect_async(host, port, 30)
         self._client.loop_start()
@@ -106,6 +107,8 @@ class FakeController:
         return cmd
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Publish once connected (after a broker restart paho needs a moment to reconnect)."""
+        assert self._connected.wait(10), "fake controller not connected"
         self._client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
 
     # -- observation ----------------------------------------------------------------------

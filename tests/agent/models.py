@@ -55,11 +55,12 @@ def _convert_keras_int8(tmp: Path) -> tuple[bytes, np.ndarray]:  # pragma: no co
 
     rng = np.random.default_rng(0)
     x = rng.random((32, N_IN), dtype=np.float32)
-    model = tf.keras.Sequential([tf.keras.Input((N_IN,)), tf.keras.layers.Dense(N_HIDDEN, activation="relu"),
-                                 tf.keras.layers.Dense(N_OUT)])
+    model = tf.keras.Sequential(
+        [tf.keras.Input((N_IN,)), tf.keras.layers.Dense(N_HIDDEN, activation="relu"), tf.keras.layers.Dense(N_OUT)]
+    )
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+    converter.representative_dataset = lambda: ([x[i : i + 1]] for i in range(len(x)))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8

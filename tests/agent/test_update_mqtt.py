@@ -24,8 +24,9 @@ def deploy_and_wait(fake: FakeController, manifest, kind: EventKind = EventKind.
 
 
 def install(fake: FakeController, model: bytes, x: np.ndarray, tmp: Path, version: int = 1, **kw):  # type: ignore[no-untyped-def]
-    manifest = fake.manifest(model, device_id=DEVICE, version=version,
-                             self_test=self_test_for(model, "onnxruntime", x, tmp), **kw)
+    manifest = fake.manifest(
+        model, device_id=DEVICE, version=version, self_test=self_test_for(model, "onnxruntime", x, tmp), **kw
+    )
     deploy_and_wait(fake, manifest)
     return manifest
 
@@ -45,8 +46,9 @@ def test_full_update_litert(fake, make_agent, model_files, tflite_samples, tmp_p
     agent = make_agent(profile="smart-lock")
     data = model_files["tflite"]
     vectors = self_test_for(data, "litert", tflite_samples, tmp_path, top1=True)
-    manifest = fake.manifest(data, device_id=DEVICE, runtime="litert", profile="smart-lock", block_size=2048,
-                             self_test=vectors)
+    manifest = fake.manifest(
+        data, device_id=DEVICE, runtime="litert", profile="smart-lock", block_size=2048, self_test=vectors
+    )
     deploy_and_wait(fake, manifest)
     y = agent.predict(tflite_samples[:1])
     assert y.dtype == np.float32 and int(np.argmax(y)) == vectors[0].expected_top1
@@ -57,14 +59,22 @@ def test_zstd_encoded_update_with_broadcast_blocks(fake, make_agent, model_files
     fake.broadcast = True
     data = model_files["v1"]
     wire = zstandard.ZstdCompressor().compress(data)
-    manifest = fake.manifest(data, device_id=DEVICE, encoding="zstd", wire=wire, block_size=512,
-                             self_test=self_test_for(data, "onnxruntime", x, tmp_path))
+    manifest = fake.manifest(
+        data,
+        device_id=DEVICE,
+        encoding="zstd",
+        wire=wire,
+        block_size=512,
+        self_test=self_test_for(data, "onnxruntime", x, tmp_path),
+    )
     deploy_and_wait(fake, manifest)
     assert agent.status()["active_model"]["sha256"] == manifest.model.sha256
 
 
-@pytest.mark.parametrize("case", ["wrong_hash", "wrong_size", "bad_signature", "expired", "not_newer", "over_budget",
-                                  "wrong_profile", "self_test"])
+@pytest.mark.parametrize(
+    "case",
+    ["wrong_hash", "wrong_size", "bad_signature", "expired", "not_newer", "over_budget", "wrong_profile", "self_test"],
+)
 def test_refused_update_keeps_old_model_serving(case, fake, make_agent, model_files, x, tmp_path):  # type: ignore[no-untyped-def]
     agent = make_agent()
     old = install(fake, model_files["v1"], x, tmp_path, version=5)
@@ -159,8 +169,9 @@ def test_block_crc_is_checked(fake, make_agent, model_files, x, tmp_path):  # ty
     agent = make_agent()
     data = model_files["v1"]
     manifest = fake.manifest(data, device_id=DEVICE, serve=False)
-    frame = bytearray(encode_block(
-        manifest.wire_sha256, 0, manifest.block_count, manifest.wire_size, data[:manifest.block_size]))
+    frame = bytearray(
+        encode_block(manifest.wire_sha256, 0, manifest.block_count, manifest.wire_size, data[: manifest.block_size])
+    )
     frame[-1] ^= 0xFF
     fake.deploy(manifest)
     fake.publish(fake.topics.blocks(DEVICE), bytes(frame))
