@@ -214,3 +214,28 @@ def test_metrics_counts_http(client: TestClient) -> None:
         in text
     )
     assert "edgefleet_controller_devices_online 0.0" in text
+
+
+def test_compression_router_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """create_app mounts controller.compression.router when it exists, using the public deps."""
+    import sys
+    import types
+
+    from fastapi import APIRouter
+
+    from controller.api.deps import AdminAuth, SessionDep, SettingsDep, StoreDep
+
+    router = APIRouter(prefix="/api/v1/compress", tags=["compression"])
+
+    @router.post("/ping", dependencies=[AdminAuth])
+    def ping(session: SessionDep, settings: SettingsDep, store: StoreDep) -> dict[str, str]:
+        return {"data_dir": str(settings.data_dir), "store": str(store.root), "db": type(session).__name__}
+
+    fake = types.ModuleType("controller.compression.router")
+    fake.router = router  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "controller.compression.router", fake)
+    settings = Settings(data_dir=tmp_path, mqtt_enabled=False, admin_token="adm")
+    with TestClient(create_app(settings)) as c:
+        assert c.post("/api/v1/compress/ping").status_code == 401
+        r = c.post("/api/v1/compress/ping", headers={"Authorization": "Bearer adm"})
+        assert r.status_code == 200 and r.json()["db"] == "Session"
