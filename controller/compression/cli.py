@@ -16,6 +16,9 @@ def _fmt_bytes(n: float) -> str:
 
 def compress_command(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import logging
+
+    logging.getLogger().setLevel(logging.WARNING)  # onnxruntime.quantization logs INFO on the root logger
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -60,7 +63,7 @@ def compress_command(args: argparse.Namespace) -> int:
         table.add_row(c.name, c.precision, _fmt_bytes(m.size_bytes), _fmt_bytes(m.transfer_bytes),
                       f"{base.size_bytes / m.size_bytes:.1f}", f"{c.accuracy_drop_pt:+.2f}", f"{m.p95_ms:.3f}",
                       _fmt_bytes(m.memory_bytes), verdict)
-    Console().print(table)
+    Console(width=max(Console().width, 130)).print(table)
     artifact, card_path, card = write_outputs(result, out)
     console.print(f"artifact: {artifact}\ncard:     {card_path}\nsearch:   {result.seconds:.1f} s")
     if args.register:

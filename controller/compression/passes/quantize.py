@@ -135,8 +135,11 @@ class Fp16(Pass):
 class MixedPrecisionConfig(PassConfig):
     quantizable: list[str] = Field(default_factory=lambda: ["MatMul", "Gemm", "Conv"])
     max_float_nodes: int = Field(8, ge=0)
-    #: Only the this many largest nodes are ranked (each ranking costs one quantization).
+    #: Only this many largest nodes are ranked (each ranking costs one quantization).
     max_ranked: int = Field(24, ge=1)
+    #: Fraction of the accuracy budget the calibration-split score may use; ranking runs on the
+    #: calibration rows, so leave headroom for the held-out measurement that follows.
+    budget_fraction: float = Field(0.25, gt=0, le=1)
     static: StaticInt8Config = Field(default_factory=StaticInt8Config)
 
 
@@ -160,7 +163,8 @@ class MixedPrecisionFallback(Pass):
             return p, ctx.score(p)  # type: ignore[misc]
 
         path, score = quant([])
-        budget = ctx.max_drop_pt
+        budget = ctx.max_drop_pt * cfg.budget_fraction
+        ctx.log(f"mixed precision: full int8 scores {score:.2f} vs {ctx.reference_score:.2f} (budget {budget:.2f} pt)")
         if ctx.reference_score - score <= budget:
             return state.evolve(onnx_path=path, precision="int8", info={"float_nodes": []})
         sizes = _node_weight_sizes(model)
