@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import sys
+import types
 from pathlib import Path
 
 import pytest
+from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
+from controller.api.deps import AdminAuth, SessionDep, SettingsDep, StoreDep
 from controller.main import create_app
 from controller.settings import Settings
 from shared import signing
@@ -217,14 +221,10 @@ def test_metrics_counts_http(client: TestClient) -> None:
 
 
 def test_compression_router_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """create_app mounts controller.compression.router when it exists, using the public deps."""
-    import sys
-    import types
+    """create_app mounts controller.compression.router when it exists, using the public deps.
 
-    from fastapi import APIRouter
-
-    from controller.api.deps import AdminAuth, SessionDep, SettingsDep, StoreDep
-
+    (deps are imported at module level: with postponed annotations FastAPI resolves them from globals.)
+    """
     router = APIRouter(prefix="/api/v1/compress", tags=["compression"])
 
     @router.post("/ping", dependencies=[AdminAuth])
