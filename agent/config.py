@@ -75,7 +75,10 @@ class AgentSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> AgentSettings:
-        get_profile(self.profile)  # raises KeyError naming the built-in profiles
+        try:
+            get_profile(self.profile)
+        except KeyError as exc:  # pydantic reports ValueError as a validation error, KeyError would escape
+            raise ValueError(str(exc.args[0])) from None
         if not (self.controller_public_key or self.controller_public_key_file):
             raise ValueError(
                 "controller_public_key or controller_public_key_file is required: the agent "
