@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import resources
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -139,7 +139,7 @@ def _add_misc_routes(app: FastAPI) -> None:
                 m.deployment_devices.labels(state).set(n)
         return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
-    dashboard = resources.files("controller").joinpath("static/dashboard.html").read_text(encoding="utf-8")
+    dashboard = (Path(__file__).parent / "static" / "dashboard.html").read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:

@@ -76,6 +76,7 @@ class MqttBridge:
         self._metrics = metrics
         self._rl = RateLimitedLog(log)
         self._connected = threading.Event()
+        self._stopping = False
         self.client_id = f"edgefleet-{settings.controller_id}-{uuid.uuid4().hex[:8]}"
         self.ingest = IngestWorker(
             sessions=sessions,
@@ -125,6 +126,7 @@ class MqttBridge:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         try:
             if self._connected.is_set():
                 info = self.client.publish(
@@ -186,7 +188,10 @@ class MqttBridge:
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         self._connected.clear()
-        log.warning("disconnected from MQTT broker (%s); reconnecting", reason_code)
+        if self._stopping:
+            log.info("disconnected from MQTT broker")
+        else:
+            log.warning("disconnected from MQTT broker (%s); reconnecting", reason_code)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
