@@ -226,7 +226,8 @@ class Agent:
             self._on_connected()
         elif isinstance(item, Disconnected):
             log.info("disconnected: %s", item.error or "clean")
-            self._session.set_reconnect_delay(self.settings.jittered_reconnect_delay())
+            if not item.refused:  # a fresh outage starts a fresh (re-jittered) back-off
+                self._session.set_reconnect_delay(self.settings.jittered_reconnect_delay())
 
     def _on_connected(self) -> None:
         t, d = self._topics, self.device_id

@@ -41,6 +41,8 @@ class Connected:
 @dataclass(frozen=True)
 class Disconnected:
     error: TransportError | None
+    #: The broker refused the CONNECT (bad credentials, ...): keep backing off, do not reset.
+    refused: bool = False
 
 
 InboxItem = Inbound | Connected | Disconnected
@@ -137,7 +139,7 @@ class MqttSession:
             self.connected = True
             self._inbox.put(Connected())
         else:
-            self._inbox.put(Disconnected(error))
+            self._inbox.put(Disconnected(error, refused=True))
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
         self.connected = False

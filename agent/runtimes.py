@@ -76,13 +76,31 @@ class OnnxModel:
             self._output_names = [self._session.get_outputs()[0].name]
         self.input_dtype = np.dtype(_ORT_TYPES.get(inp.type, "float32"))
         self.input_shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
-        self._run = self._session.run
+        self._run = _fast_run(self._session)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        if x.dtype != self.input_dtype:
-            x = x.astype(self.input_dtype)
-        out: np.ndarray = self._run(self._output_names, {self._input_name: x})[0]
+        dtype = self.input_dtype
+        if x.dtype is not dtype and x.dtype != dtype:  # identity first: builtin dtypes are singletons
+            x = x.astype(dtype)
+        out: np.ndarray = self._run(self._output_names, {self._input_name: x}, None)[0]
         return out
+
+
+def _fast_run(session: Any) -> Any:
+    """The C++ session's ``run``, skipping the Python wrapper's per-call checks.
+
+    ``InferenceSession.run`` validates input names, OrtValue ownership and
+    graph-capture options on every call, and retries on execution-provider
+    failure; with pre-resolved names, numpy inputs and the CPU provider none
+    of that can trigger, and skipping it is most of the agent's overhead
+    budget (<= 1.05x a bare ``session.run``).  Falls back to the public
+    method if a future onnxruntime renames the attribute.
+    """
+    inner = getattr(session, "_sess", None)
+    run = getattr(inner, "run", None)
+    if callable(run):
+        return run
+    return lambda names, feed, options: session.run(names, feed, options)
 
 
 _ORT_TYPES = {

@@ -181,7 +181,8 @@ class Updater:
     # -- download ----------------------------------------------------------------------------
     def _start_download(self, manifest: DesiredState) -> None:
         if self.download is not None:
-            self._abandon_download("superseded by deployment " + manifest.deployment_id)
+            quiet = self.download.manifest.deployment_id == manifest.deployment_id  # re-signed, same rollout
+            self._abandon_download("superseded by deployment " + manifest.deployment_id, quiet=quiet)
         dl = Download(manifest, self._downloads_dir)
         self.download = dl
         self._set_phase(Phase.DOWNLOADING)
@@ -193,13 +194,15 @@ class Updater:
         else:
             self._request_missing()
 
-    def _abandon_download(self, why: str) -> None:
+    def _abandon_download(self, why: str, *, quiet: bool = False) -> None:
+        """Stop fetching; the files stay, so a manifest for the same artifact resumes from them."""
         dl = self.download
         assert dl is not None
         dl.close()
         self._link.unsubscribe_artifact(dl.sha)
         self.download = None
-        self._event(EventKind.FAILED, dl.manifest, reason="superseded", detail=why)
+        if not quiet:
+            self._event(EventKind.FAILED, dl.manifest, reason="superseded", detail=why)
 
     def _request_missing(self) -> None:
         """Ask for every missing range now, and schedule the next repair if nothing arrives."""
