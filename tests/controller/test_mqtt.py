@@ -28,6 +28,7 @@ from shared.messages import (
     Telemetry,
 )
 from shared.topics import Topics
+from simulators.broker import MosquittoProcess
 
 from .conftest import Probe, make_onnx, make_samples, wait_until
 
@@ -348,3 +349,25 @@ def test_restart_keeps_state_and_republishes(mqtt_settings: Settings, probe: Pro
     finally:
         ctl.stop()
     time.sleep(0.1)
+
+
+def test_broker_restart_reconnects_and_ingests(
+    controller: RunningController, live_broker: MosquittoProcess, probe: Probe
+) -> None:
+    topics = Topics(controller.settings.topic_root)
+    register(controller, ("b-1", "car-ecu"))
+    bridge = controller.app.state.bridge
+    live_broker.restart(kill=True)
+    wait_until(lambda: not bridge.connected, timeout=10, what="disconnect noticed")
+    assert bridge.wait_connected(30)
+    fresh = Probe(live_broker)
+    try:
+        fresh.publish(topics.telemetry("b-1"), codec.encode(_telemetry("b-1", 7, 0.2)))
+        wait_until(
+            lambda: httpx.get(controller.url + f"{API}/devices/b-1/telemetry").json(), what="telemetry after restart"
+        )
+        fresh.subscribe(topics.controller_state())
+        got = fresh.collect(5, until=lambda g: bool(g))
+        assert codec.decode(got[-1][1], ControllerState).online
+    finally:
+        fresh.close()
