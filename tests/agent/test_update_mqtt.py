@@ -31,8 +31,11 @@ def install(fake: FakeController, model: bytes, x: np.ndarray, tmp: Path, versio
     return manifest
 
 
-def test_full_update_onnxruntime(fake: FakeController, make_agent: Callable[..., Agent], model_files, x, tmp_path):  # type: ignore[no-untyped-def]
-    agent = make_agent()
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_full_update_onnxruntime(
+    fake: FakeController, make_agent: Callable[..., Agent], model_files, x, tmp_path, protocol
+):  # type: ignore[no-untyped-def]
+    agent = make_agent(mqtt_protocol=protocol)
     with pytest.raises(NoActiveModelError):
         agent.predict(x[:1])
     manifest = install(fake, model_files["v1"], x, tmp_path)
@@ -178,3 +181,14 @@ def test_block_crc_is_checked(fake, make_agent, model_files, x, tmp_path):  # ty
     fake.serve(manifest.wire_sha256, data, manifest.block_size)
     fake.wait_event(lambda e: e.deployment_id == manifest.deployment_id and e.kind is EventKind.ACTIVE)
     assert agent.status()["dropped"].get("blocks:malformed", 0) >= 1
+
+
+def test_newer_manifest_supersedes_a_running_download(fake, make_agent, model_files, x, tmp_path):  # type: ignore[no-untyped-def]
+    agent = make_agent()
+    first = fake.manifest(model_files["v1"], device_id=DEVICE, version=1, serve=False)  # never answered
+    fake.deploy(first)
+    fake.wait_event(lambda e: e.deployment_id == first.deployment_id and e.kind is EventKind.DOWNLOADING)
+    second = install(fake, model_files["v2"], x, tmp_path, version=2)
+    event = fake.wait_event(lambda e: e.deployment_id == first.deployment_id and e.kind is EventKind.FAILED)
+    assert event.reason == "superseded"
+    assert agent.status()["active_model"]["version"] == second.model.version
