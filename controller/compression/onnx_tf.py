@@ -296,12 +296,12 @@ def _gap(node: Any, i: list[Value], a: dict[str, Any]) -> list[Value]:
 
 
 def supported_ops() -> list[str]:
-    return sorted(HANDLERS)
+    return sorted({*HANDLERS, "Constant"})
 
 
 def check_convertible(model: Any) -> None:
     for n in model.graph.node:
-        if n.op_type not in HANDLERS or n.domain not in ("", "ai.onnx"):
+        if (n.op_type not in HANDLERS and n.op_type != "Constant") or n.domain not in ("", "ai.onnx"):
             raise UnsupportedOpError(
                 n.op_type, n.name or "(unnamed)",
                 f"no ONNX->TFLite rule; handled ops: {', '.join(supported_ops())}",

@@ -68,6 +68,7 @@ def gemm_to_matmul(model: Any) -> Any:
     from onnx import helper, numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
+    made: set[str] = set()
     nodes = []
     for n in model.graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
@@ -80,11 +81,13 @@ def gemm_to_matmul(model: Any) -> Any:
         ):
             nodes.append(n)
             continue
-        w = numpy_helper.to_array(inits[n.input[1]])
-        if attrs.get("transB", 0):
-            w = np.ascontiguousarray(w.T)
-        wname = n.input[1] + "_mm"
-        model.graph.initializer.append(numpy_helper.from_array(w, wname))
+        wname = n.input[1] + ("_mmT" if attrs.get("transB", 0) else "_mm")
+        if wname not in made:  # a weight shared by several Gemms is rewritten once
+            w = numpy_helper.to_array(inits[n.input[1]])
+            if attrs.get("transB", 0):
+                w = np.ascontiguousarray(w.T)
+            model.graph.initializer.append(numpy_helper.from_array(w, wname))
+            made.add(wname)
         has_bias = len(n.input) > 2 and n.input[2]
         mm_out = n.output[0] + "_mm" if has_bias else n.output[0]
         nodes.append(helper.make_node("MatMul", [n.input[0], wname], [mm_out], name=n.name + "_MatMul"))
