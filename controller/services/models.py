@@ -24,6 +24,7 @@ from controller.db.models import ModelVersion
 from controller.errors import InvalidRequestError, NotFoundError
 from controller.modelfiles import ModelFileError, guess_runtime, load_samples, self_test_vectors
 from controller.services.devices import check_profile
+from shared.profiles import BUILTIN_PROFILES
 
 log = logging.getLogger("edgefleet.controller.models")
 
@@ -71,6 +72,10 @@ def register_model(
         runtime = runtime or guess_runtime(data, filename)
         if runtime not in RUNTIMES:
             raise InvalidRequestError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
+        if profile is not None and BUILTIN_PROFILES[profile].runtime != runtime:
+            raise InvalidRequestError(
+                f"profile {profile} runs {BUILTIN_PROFILES[profile].runtime}, but the artifact is for {runtime}"
+            )
         x = _samples_array(samples)
         vectors = self_test_vectors(data, runtime, x, count=self_test_count)
     except ModelFileError as exc:

@@ -108,9 +108,11 @@ def test_upload_onnx_versions_and_artifact(client: TestClient, onnx_model: bytes
 
 
 def test_upload_tflite(client: TestClient, tflite_model: bytes) -> None:
-    meta = upload(client, tflite_model, name="lockmodel", filename="m.tflite", profile="smart-lock")
+    card = '{"accuracy": 0.95, "passes": ["int8"]}'
+    meta = upload(client, tflite_model, name="lockmodel", filename="m.tflite", profile="smart-lock", card=card)
     assert meta["runtime"] == "litert" and meta["profile"] == "smart-lock"
     assert meta["self_test_vectors"] >= 1
+    assert client.get(f"{API}/models/lockmodel/versions/1").json()["card"] == {"accuracy": 0.95, "passes": ["int8"]}
 
 
 @pytest.mark.parametrize(
@@ -123,6 +125,9 @@ def test_upload_tflite(client: TestClient, tflite_model: bytes) -> None:
         ("m.onnx", None, {"runtime": "tensorrt"}, "runtime"),
         ("m.onnx", None, {"profile": "toaster"}, "profile"),
         ("m.onnx", None, {"runtime": "litert"}, "LiteRT"),
+        ("m.onnx", None, {"profile": "smart-lock"}, "runs litert"),
+        ("m.onnx", None, {"card": "{nope"}, "card"),
+        ("m.onnx", None, {"card": "[1]"}, "card"),
     ],
 )
 def test_bad_uploads(

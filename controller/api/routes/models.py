@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
@@ -28,6 +29,18 @@ def _read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
+def _parse_card(card: str | None) -> dict[str, Any] | None:
+    if not card:
+        return None
+    try:
+        parsed = json.loads(card)
+    except ValueError as exc:
+        raise InvalidRequestError(f"card is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise InvalidRequestError("card must be a JSON object")
+    return parsed
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelVersionOut, dependencies=[AdminAuth])
 def upload_model(
     session: SessionDep,
@@ -38,7 +51,9 @@ def upload_model(
     runtime: Annotated[str | None, Form(description="onnxruntime or litert; guessed from the file if absent")] = None,
     profile: Annotated[str | None, Form()] = None,
     samples: Annotated[UploadFile | None, File(description="npz with array x, for self-test vectors")] = None,
+    card: Annotated[str | None, Form(description="model card, a JSON object (e.g. from edgefleet compress)")] = None,
 ) -> ModelVersionOut:
+    card_dict = _parse_card(card)
     data = _read_limited(file, settings.max_upload_bytes, "model file")
     sample_bytes = _read_limited(samples, settings.max_upload_bytes, "samples") if samples is not None else None
     mv = svc.register_model(
@@ -50,6 +65,7 @@ def upload_model(
         profile=profile or None,
         samples=sample_bytes or None,
         filename=file.filename or "",
+        card=card_dict,
         self_test_count=settings.self_test_vectors,
     )
     return ModelVersionOut.of(mv)
