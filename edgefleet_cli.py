@@ -53,6 +53,12 @@ def setup_logging(verbose: int, fmt: str = "text") -> None:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
 
+def _quiet_chatty_libraries() -> None:
+    # One INFO line per HTTP request or MQTT packet drowns the project's own logs.
+    for name in ("httpx", "httpcore", "uvicorn.access", "multipart"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -60,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     setup_logging(args.verbose, args.log_format)
+    if args.verbose < 2:
+        _quiet_chatty_libraries()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

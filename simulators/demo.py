@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -109,14 +108,6 @@ def upload_and_deploy(client: httpx.Client, profiles: list[str]) -> list[str]:
     return deployments
 
 
-def parse_mix(text: str) -> dict[str, float]:
-    mix: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, weight = part.partition("=")
-        mix[name.strip()] = float(weight or 1)
-    return mix
-
-
 def demo_command(args: argparse.Namespace) -> int:
     from simulators.fleet import Fleet
     from simulators.live import watch_rollout
@@ -130,18 +121,15 @@ def demo_command(args: argparse.Namespace) -> int:
         broker = stack.enter_context(MosquittoProcess(workdir=data_dir / "mqtt"))
         url = stack.enter_context(controller_process(data_dir=data_dir, broker=broker, port=port, token=token))
         print(f"controller {url}  (admin token {token}); broker 127.0.0.1:{broker.port}; state in {data_dir}")
-        fleet = Fleet(
-            controller_url=url,
-            broker_host=broker.host,
-            broker_port=broker.port,
-            topic_root="edgefleet/v1",
-            data_dir=data_dir / "devices",
-            token=token,
+        fleet = Fleet.from_mix(
+            args.devices, DEFAULT_MIX, prefix="demo", controller_url=url, token=token, broker_host=broker.host,
+            broker_port=broker.port, topic_root="edgefleet/v1", data_dir=data_dir / "devices",
+            agent_overrides={"telemetry_interval_s": 2.0},
         )
-        fleet.start(args.devices, DEFAULT_MIX)
         stack.callback(fleet.stop)
+        fleet.start()
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
-            upload_and_deploy(client, sorted({d.profile for d in fleet.devices}))
+            upload_and_deploy(client, sorted({d.spec.profile for d in fleet.devices}))
             all_active = watch_rollout(client, expected=len(fleet.devices))
             print(f"\ndashboard {url}/   API docs {url}/docs   metrics {url}/metrics")
             if args.exit_when_active:
