@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.blocks import DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE
@@ -53,6 +53,12 @@ class Settings(BaseSettings):
 
     ingest_batch_size: int = Field(default=500, gt=0)
     ingest_queue_size: int = Field(default=100_000, gt=0)
+
+    @field_validator("admin_token", "read_token", "broker_username", "broker_password", "db_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        # EDGEFLEET_READ_TOKEN="" in an environment file means "no read token", not "the empty token".
+        return None if isinstance(v, str) and not v.strip() else v
 
     def resolved_db_url(self) -> str:
         if self.db_url:

@@ -47,6 +47,8 @@ def test_settings_from_flags_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert (
         settings_from_args(_args(db="postgresql+psycopg://u@h/db")).resolved_db_url() == "postgresql+psycopg://u@h/db"
     )
+    monkeypatch.setenv("EDGEFLEET_READ_TOKEN", "")  # empty means unset, not "the empty token"
+    assert settings_from_args(_args()).read_token is None
     with pytest.raises(SystemExit, match="host:port"):
         settings_from_args(_args(broker="nohost"))
 
