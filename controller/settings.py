@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     manifest_ttl_s: float = Field(default=7 * 24 * 3600, gt=0)
     self_test_vectors: int = Field(default=4, ge=0, le=64)
 
+    #: Telemetry and event rows older than this are deleted (hourly); 0 keeps everything.
+    retention_s: float = Field(default=14 * 24 * 3600, ge=0)
     ingest_batch_size: int = Field(default=500, gt=0)
     ingest_queue_size: int = Field(default=100_000, gt=0)
 

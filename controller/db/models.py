@@ -98,7 +98,7 @@ class TelemetryRow(Base):
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     ts: Mapped[float] = mapped_column(Float)
-    received_at: Mapped[float] = mapped_column(Float, default=_now)
+    received_at: Mapped[float] = mapped_column(Float, default=_now, index=True)
     interval_s: Mapped[float] = mapped_column(Float)
     count: Mapped[int] = mapped_column(Integer)
     errors: Mapped[int] = mapped_column(Integer, default=0)
@@ -129,7 +129,7 @@ class EventRow(Base):
     detail: Mapped[str | None] = mapped_column(Text, default=None)
     progress: Mapped[float | None] = mapped_column(Float, default=None)
     ts: Mapped[float] = mapped_column(Float)
-    received_at: Mapped[float] = mapped_column(Float, default=_now)
+    received_at: Mapped[float] = mapped_column(Float, default=_now, index=True)
 
 
 __all__ = ["Base", "Deployment", "DeploymentDevice", "Device", "EventRow", "ModelVersion", "TelemetryRow"]

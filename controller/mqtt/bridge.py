@@ -26,7 +26,7 @@ from controller.metrics import ControllerMetrics, RateLimitedLog
 from controller.mqtt.blockserver import BlockServer
 from controller.mqtt.ingest import IngestWorker, Task
 from controller.services.deployments import current_manifests
-from controller.services.ingest import Incoming
+from controller.services.ingest import Incoming, prune
 from controller.settings import Settings
 from shared import codec
 from shared.errors import ProtocolError
@@ -77,6 +77,7 @@ class MqttBridge:
         self._rl = RateLimitedLog(log)
         self._connected = threading.Event()
         self._stopping = False
+        self._prune_timer_stop = threading.Event()
         self.client_id = f"edgefleet-{settings.controller_id}-{uuid.uuid4().hex[:8]}"
         self.ingest = IngestWorker(
             sessions=sessions,
@@ -115,6 +116,8 @@ class MqttBridge:
     def start(self) -> None:
         self.ingest.start()
         self.blocks.start()
+        if self.settings.retention_s > 0:
+            threading.Thread(target=self._prune_loop, name="edgefleet-retention", daemon=True).start()
         log.info(
             "connecting to MQTT broker %s:%d (root %s)",
             self.settings.broker_host,
@@ -127,6 +130,7 @@ class MqttBridge:
 
     def stop(self) -> None:
         self._stopping = True
+        self._prune_timer_stop.set()
         try:
             if self._connected.is_set():
                 info = self.client.publish(
@@ -169,6 +173,20 @@ class MqttBridge:
             self.publish_desired(device_id, payload)
         if manifests:
             log.info("republished desired state for %d device(s)", len(manifests))
+
+    def _prune_loop(self, interval_s: float = 3600.0) -> None:
+        # The deletion itself runs on the ingest worker, so SQLite sees one writer.
+        while not self._prune_timer_stop.wait(interval_s if self._pruned_once else 5.0):
+            self._pruned_once = True
+            self.ingest.put(Task("retention", self._prune))
+
+    _pruned_once = False
+
+    def _prune(self) -> None:
+        with self._sessions() as session:
+            removed = prune(session=session, older_than=time.time() - self.settings.retention_s)
+        if removed:
+            log.info("retention: removed %d telemetry/event rows older than %.0f s", removed, self.settings.retention_s)
 
     # -- paho callbacks: decode and hand over, nothing else ---------------------
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from controller.db.models import DeploymentDevice, Device, EventRow, TelemetryRow
@@ -135,4 +135,14 @@ def _apply_event(session: Session, device: Device, msg: Event, received_at: floa
     row.updated_at = time.time()
 
 
-__all__ = ["BatchResult", "Incoming", "apply_batch"]
+def prune(*, session: Session, older_than: float) -> int:
+    """Delete telemetry and events received before ``older_than`` (epoch s); returns rows removed."""
+    removed = 0
+    for table in (TelemetryRow, EventRow):
+        result = session.execute(delete(table).where(table.received_at < older_than))
+        removed += int(getattr(result, "rowcount", 0) or 0)
+    session.commit()
+    return removed
+
+
+__all__ = ["BatchResult", "Incoming", "apply_batch", "prune"]

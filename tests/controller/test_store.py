@@ -174,3 +174,24 @@ def test_store_on_postgres(tmp_path: Path) -> None:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def test_retention_prunes_old_rows(tmp_path: Path) -> None:
+    from controller.db import EventRow, TelemetryRow
+    from controller.services.ingest import prune
+    from shared.messages import Event, EventKind
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    sessions = make_sessionmaker(engine)
+    with sessions() as s:
+        create_device(session=s, device_id="r1", profile="car-ecu")
+        old = Telemetry(device_id="r1", seq=1, interval_s=1.0, count=1)
+        new = Telemetry(device_id="r1", seq=2, interval_s=1.0, count=1)
+        ev = Event(device_id="r1", kind=EventKind.DOWNLOADING)
+        apply_batch(
+            session=s,
+            items=[Incoming("telemetry", old, 100.0), Incoming("events", ev, 100.0), Incoming("telemetry", new, 1e10)],
+        )
+        assert prune(session=s, older_than=1000.0) == 2
+        assert [r.seq for r in s.query(TelemetryRow).all()] == [2] and s.query(EventRow).count() == 0
+    engine.dispose()
