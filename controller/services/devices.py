@@ -45,8 +45,15 @@ def get_device(*, session: Session, device_id: str) -> Device:
     return device
 
 
-def list_devices(*, session: Session, profile: str | None = None, group: str | None = None) -> Sequence[Device]:
-    stmt = select(Device).order_by(Device.device_id)
+def list_devices(
+    *,
+    session: Session,
+    profile: str | None = None,
+    group: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> Sequence[Device]:
+    stmt = select(Device).order_by(Device.device_id).offset(offset).limit(limit)
     if profile is not None:
         stmt = stmt.where(Device.profile == profile)
     if group is not None:

@@ -75,6 +75,8 @@ def test_device_crud_and_bad_bodies(client: TestClient) -> None:
     assert [d["device_id"] for d in client.get(f"{API}/devices").json()] == ["car-1", "lock-1"]
     assert [d["device_id"] for d in client.get(f"{API}/devices", params={"profile": "smart-lock"}).json()] == ["lock-1"]
     assert [d["device_id"] for d in client.get(f"{API}/devices", params={"group": "eu"}).json()] == ["car-1"]
+    page = client.get(f"{API}/devices", params={"limit": 1, "offset": 1}).json()
+    assert [d["device_id"] for d in page] == ["lock-1"]
     one = client.get(f"{API}/devices/car-1").json()
     assert one["tags"] == ["a"] and one["state"] is None and one["last_telemetry"] is None
     assert client.get(f"{API}/devices/nope").status_code == 404

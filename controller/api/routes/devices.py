@@ -22,8 +22,16 @@ def create_device(body: DeviceCreate, session: SessionDep) -> DeviceOut:
 
 
 @router.get("", response_model=list[DeviceOut], dependencies=[ReadAuth])
-def list_devices(session: SessionDep, profile: str | None = None, group: str | None = None) -> list[DeviceOut]:
-    return [DeviceOut.of(d) for d in svc.list_devices(session=session, profile=profile, group=group)]
+def list_devices(
+    session: SessionDep,
+    profile: str | None = None,
+    group: str | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[DeviceOut]:
+    """Devices ordered by id; ``limit``/``offset`` page through large fleets (default: all)."""
+    found = svc.list_devices(session=session, profile=profile, group=group, limit=limit, offset=offset)
+    return [DeviceOut.of(d) for d in found]
 
 
 @router.get("/{device_id}", response_model=DeviceOut, dependencies=[ReadAuth])
