@@ -6,7 +6,8 @@
     ├── NotFoundError        404  unknown device, model, deployment
     ├── ConflictError        409  duplicate device
     ├── InvalidRequestError  422  bad upload, unknown profile, incompatible target
-    └── StorageError         507 (disk full) / 500 (other IO): nothing half-written
+    ├── StorageError         507 (disk full) / 500 (other IO): nothing half-written
+    └── UnavailableError     503  MQTT side disabled
 """
 
 from __future__ import annotations
@@ -34,4 +35,17 @@ class StorageError(ControllerError):
         self.status_code = 507 if disk_full else 500
 
 
-__all__ = ["ConflictError", "ControllerError", "InvalidRequestError", "NotFoundError", "StorageError"]
+class UnavailableError(ControllerError):
+    """The action needs a part that is switched off or down (e.g. MQTT disabled)."""
+
+    status_code = 503
+
+
+__all__ = [
+    "ConflictError",
+    "ControllerError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "StorageError",
+    "UnavailableError",
+]

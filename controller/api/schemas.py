@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.db.models import Device, EventRow, ModelVersion, TelemetryRow
+from shared.messages import CommandKind
 
 DeviceIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["lock-0001"])]
 
@@ -170,6 +171,23 @@ class DeploymentOut(BaseModel):
     state: str
     counts: dict[str, int]
     devices: list[DeploymentDeviceOut]
+
+
+class CommandCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: CommandKind
+    args: dict[str, Any] = Field(default_factory=dict)
+    ttl_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 300.0
+
+
+class CommandOut(BaseModel):
+    command_id: str
+    device_id: str
+    kind: CommandKind
+    args: dict[str, Any]
+    issued_at: float
+    expires_at: float | None
 
 
 class PublicKeyOut(BaseModel):

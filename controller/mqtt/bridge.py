@@ -160,6 +160,9 @@ class MqttBridge:
         self.client.publish(self.topics.desired(device_id), payload, qos=1, retain=True)
         self._metrics.desired_published.inc()
 
+    def publish_command(self, device_id: str, payload: bytes) -> None:
+        self.client.publish(self.topics.commands(device_id), payload, qos=1, retain=False)
+
     def clear_desired(self, device_id: str) -> None:
         self.client.publish(self.topics.desired(device_id), b"", qos=1, retain=True)
 

@@ -72,6 +72,14 @@ def test_two_agents_take_a_deployment(
         kinds = [e["kind"] for e in httpx.get(url + f"{API}/devices/e2e-1/events").json()]
         assert "active" in kinds and "downloading" in kinds
         wait_until(lambda: httpx.get(url + f"{API}/devices/e2e-1/telemetry").json(), timeout=20, what="telemetry")
+        cmd = httpx.post(url + f"{API}/devices/e2e-2/commands", json={"kind": "ping"})
+        assert cmd.status_code == 202, cmd.text
+
+        def acked() -> bool:
+            events = httpx.get(url + f"{API}/devices/e2e-2/events").json()
+            return any(e["kind"] == "command_ack" and e["command_id"] == cmd.json()["command_id"] for e in events)
+
+        wait_until(acked, timeout=20, what="command_ack from the agent")
     finally:
         for agent in agents:
             agent.stop()

@@ -18,6 +18,8 @@ from shared import codec, signing
 from shared.blocks import decode_block
 from shared.messages import (
     BlockRequest,
+    Command,
+    CommandKind,
     ControllerState,
     DesiredState,
     DeviceState,
@@ -371,3 +373,21 @@ def test_broker_restart_reconnects_and_ingests(
         assert codec.decode(got[-1][1], ControllerState).online
     finally:
         fresh.close()
+
+
+def test_signed_command_published(controller: RunningController, probe: Probe) -> None:
+    topics = Topics(controller.settings.topic_root)
+    register(controller, ("cmd-1", "car-ecu"))
+    probe.subscribe(topics.commands("cmd-1"))
+    url = controller.url + f"{API}/devices/cmd-1/commands"
+    bad = httpx.post(url, json={"kind": "set_interval", "args": {}})
+    assert bad.status_code == 422 and "interval_s" in bad.json()["detail"]
+    r = httpx.post(url, json={"kind": "set_interval", "args": {"interval_s": 2.5}})
+    assert r.status_code == 202, r.text
+    got = probe.collect(5, until=lambda g: bool(g))
+    assert got and got[0][0] == topics.commands("cmd-1") and not got[0][2]
+    command = codec.decode(got[0][1], Command)
+    pem = httpx.get(controller.url + f"{API}/keys/public").json()["public_key_pem"]
+    signing.verify(command, signing.load_public_key(pem))
+    assert command.command_id == r.json()["command_id"] and command.args == {"interval_s": 2.5}
+    assert command.kind is CommandKind.SET_INTERVAL and command.expires_at is not None

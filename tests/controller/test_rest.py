@@ -246,3 +246,11 @@ def test_compression_router_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert c.post("/api/v1/compress/ping").status_code == 401
         r = c.post("/api/v1/compress/ping", headers={"Authorization": "Bearer adm"})
         assert r.status_code == 200 and r.json()["db"] == "Session"
+
+
+def test_commands_validation_without_mqtt(client: TestClient) -> None:
+    client.post(f"{API}/devices", json={"device_id": "c-1", "profile": "car-ecu"})
+    assert client.post(f"{API}/devices/nope/commands", json={"kind": "ping"}).status_code == 404
+    assert client.post(f"{API}/devices/c-1/commands", json={"kind": "explode"}).status_code == 422
+    r = client.post(f"{API}/devices/c-1/commands", json={"kind": "ping"})
+    assert r.status_code == 503 and "MQTT" in r.json()["detail"]

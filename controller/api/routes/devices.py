@@ -4,9 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from controller.api.deps import AdminAuth, ReadAuth, SessionDep
-from controller.api.schemas import DeviceCreate, DeviceOut, EventOut, TelemetryOut
+from controller.api.deps import AdminAuth, BridgeDep, ReadAuth, SessionDep, SigningKeyDep
+from controller.api.schemas import CommandCreate, CommandOut, DeviceCreate, DeviceOut, EventOut, TelemetryOut
 from controller.services import devices as svc
+from controller.services.commands import send_command
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
@@ -47,3 +48,32 @@ def device_telemetry(device_id: str, session: SessionDep, limit: Limit = 100) ->
 @router.get("/{device_id}/events", response_model=list[EventOut], dependencies=[ReadAuth])
 def device_events(device_id: str, session: SessionDep, limit: Limit = 100) -> list[EventOut]:
     return [EventOut.of(r) for r in svc.recent_events(session=session, device_id=device_id, limit=limit)]
+
+
+@router.post(
+    "/{device_id}/commands",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CommandOut,
+    dependencies=[AdminAuth],
+)
+def device_command(
+    device_id: str, body: CommandCreate, session: SessionDep, key: SigningKeyDep, bridge: BridgeDep
+) -> CommandOut:
+    """Send a signed command; the agent answers with a command_ack (or rejected) event carrying command_id."""
+    command = send_command(
+        session=session,
+        key=key,
+        device_id=device_id,
+        kind=body.kind,
+        args=body.args,
+        ttl_s=body.ttl_s,
+        publish=bridge.publish_command if bridge is not None else None,
+    )
+    return CommandOut(
+        command_id=command.command_id,
+        device_id=command.device_id,
+        kind=command.kind,
+        args=command.args,
+        issued_at=command.issued_at,
+        expires_at=command.expires_at,
+    )
