@@ -285,3 +285,39 @@ def test_flaky_links_drop_and_recover(
             return any(v.count(True) >= 2 and False in v for v in seen.values())
 
         states.wait_for(dropped_and_back, timeout=30)
+
+
+def test_a_fleet_beyond_the_select_limit_is_refused() -> None:
+    with pytest.raises(FleetError, match="select"):
+        Fleet.from_mix(400, MIX, broker_host="127.0.0.1", broker_port=1883)
+    Fleet.from_mix(250, MIX, broker_host="127.0.0.1", broker_port=1883)  # fine, nothing started
+
+
+@pytest.mark.parametrize("kill", [False, True])
+def test_restart_device_starts_a_new_session_on_the_same_data_dir(
+    live_broker: MosquittoProcess, topic_root: str, states: Collector, key_pem: str, tmp_path: Path, kill: bool
+) -> None:
+    fleet = Fleet.from_mix(
+        2,
+        MIX,
+        broker_host=live_broker.host,
+        broker_port=live_broker.port,
+        topic_root=topic_root,
+        data_dir=tmp_path,
+        public_key_pem=key_pem,
+        rate_hz=10,
+        preinstall=True,
+    )
+    with fleet:
+        first = _online(states.wait_for(lambda m: len(_online(m)) == 2))["sim-car-002"]
+        old_hw = fleet.device("sim-car-002").hardware
+        dev = fleet.restart_device("sim-car-002", kill=kill)
+        assert dev.hardware is old_hw and dev.data_dir == tmp_path / "sim-car-002"
+
+        def restarted(msgs: list[DeviceState]) -> bool:
+            mine = [m for m in msgs if m.device_id == "sim-car-002"]
+            return any(not m.online for m in mine) and mine[-1].online and mine[-1].session > first.session
+
+        msgs = states.wait_for(restarted)
+        assert [m for m in msgs if m.device_id == "sim-car-002"][-1].active_model is not None
+        assert len(fleet) == 2
