@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -337,6 +338,7 @@ class Fleet:
             + " | models "
             + " ".join(f"{k}:{v}" for k, v in sorted(models.items()))
             + f" | {inferences} inferences ({rate:.0f}/s)"
+            + _footprint()
         )
 
     # -- internals ---------------------------------------------------------------
@@ -424,6 +426,18 @@ def _crash(agent: Any) -> None:
             sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(Exception):
         agent.stop()
+
+
+def _footprint() -> str:
+    """This process's descriptors, threads and RSS (Linux); the select() limit makes the first one matter."""
+    try:
+        fds = len(os.listdir("/proc/self/fd"))
+        threads = len(os.listdir("/proc/self/task"))
+        status = Path("/proc/self/status").read_text().splitlines()
+        rss_kib = next(int(ln.split()[1]) for ln in status if ln.startswith("VmRSS:"))
+    except (OSError, StopIteration, ValueError):
+        return ""
+    return f" | {fds} fds, {threads} threads, {rss_kib / 1024:.0f} MiB RSS"
 
 
 def _quiet_stop(agent: Any) -> None:
