@@ -2,8 +2,10 @@
 
     python benchmarks/agent_overhead.py [--rounds 40] [--calls 200] [--settle 3]
 
-(a) Inference path. The same model file and the same single-row inputs go
-    through a bare ``onnxruntime.InferenceSession.run``, the agent's runtime
+(a) Inference path. The same model file and the same inputs go through a
+    bare ``onnxruntime.InferenceSession.run`` (the baseline), the C session
+    under it (``session._sess.run``, which skips the Python wrapper's checks;
+    the agent's runtime layer calls it, so it is the floor), the agent's runtime
     layer (``agent.runtimes.OnnxModel.run``) and a real started
     ``agent.app.Agent.predict`` (private Mosquitto, model pre-installed in its
     active slot; latency recording, error accounting and the hardware hook
@@ -158,8 +160,11 @@ def bench_inference(rounds: int, calls: int, broker: Any, batch: int = 1) -> lis
 
     variants: dict[str, Callable[[np.ndarray], Any]] = {
         "bare onnxruntime session.run": lambda r: bare.run(out_names, {in_name: r})[0],
-        "agent.runtimes.OnnxModel.run": runtime_model.run,
     }
+    inner = getattr(bare, "_sess", None)  # the C session under the Python wrapper (what the agent calls)
+    if inner is not None:
+        variants["bare ort C session (_sess.run)"] = lambda r: inner.run(out_names, {in_name: r}, None)[0]
+    variants["agent.runtimes.OnnxModel.run"] = runtime_model.run
     agent = None
     tmp = tempfile.TemporaryDirectory(prefix="edgefleet-bench-")
     try:
