@@ -138,7 +138,8 @@ def tflite_predict(path: Path, x: np.ndarray) -> np.ndarray:
     q = np.clip(np.round(x / s_in + z_in), -128, 127).astype(np.int8)
     interp.set_tensor(inp["index"], q)
     interp.invoke()
-    return (interp.get_tensor(out["index"]).astype(np.float32) - z_out) * s_out
+    logits: np.ndarray = (interp.get_tensor(out["index"]).astype(np.float32) - z_out) * np.float32(s_out)
+    return logits
 
 
 def _sha256(path: Path) -> str:
