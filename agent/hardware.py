@@ -16,8 +16,14 @@ from typing import Protocol, runtime_checkable
 
 @runtime_checkable
 class Hardware(Protocol):
-    def after_inference(self, elapsed_s: float) -> None:
-        """Called after every inference with its wall time; a simulator sleeps here."""
+    def after_inference(self, elapsed_s: float) -> float | None:
+        """Called after every inference; a simulator sleeps here to emulate a slower CPU.
+
+        ``elapsed_s`` is the CPU time the inference thread spent (not wall time:
+        many simulated devices share a host, and one device's compute must not
+        count another's GIL wait). Returns the latency the emulated device would
+        see, or None to record the measured time as it is.
+        """
 
     def cpu_percent(self) -> float | None: ...
 
@@ -40,8 +46,9 @@ class HostHardware:
         self._last_cpu = self._process_cpu_s()
         self._last_wall = time.monotonic()
 
-    def after_inference(self, elapsed_s: float) -> None:
-        """Nothing to emulate on real hardware."""
+    def after_inference(self, elapsed_s: float) -> float | None:
+        """Nothing to emulate on real hardware (and never called: the agent skips it)."""
+        return None
 
     def cpu_percent(self) -> float | None:
         """CPU used by this process since the previous call, in percent of one core."""

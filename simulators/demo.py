@@ -147,4 +147,4 @@ def _wait_forever() -> None:
         print("stopping")
 
 
-__all__: list[Any] = ["controller_process", "demo_command", "parse_mix", "upload_and_deploy"]
+__all__ = ["controller_process", "demo_command", "upload_and_deploy"]

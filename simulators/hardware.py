@@ -62,15 +62,6 @@ TRAITS: dict[str, HardwareTraits] = {
         idle_cpu_percent=2.0,
     ),
 }
-#: Stretches shorter than this busy-wait instead of sleeping: ``time.sleep`` overshoots
-#: by 50-100 us and re-acquiring the GIL after it can take a switch interval, which
-#: would swamp a 10 us inference on a 1.5x car ECU. Spinning this briefly at a few Hz
-#: per device costs well under 1 % CPU per device.
-SPIN_BELOW_S = 0.001
-#: See :meth:`SimulatedHardware.after_inference`.
-OUTLIER_CAP = 3.0
-TYPICAL_ALPHA = 0.1
-
 DEFAULT_TRAITS = HardwareTraits(
     base_rss_bytes=32 * 1024 * 1024, ambient_c=30.0, heat_c=20.0, thermal_tau_s=45.0, idle_cpu_percent=2.0
 )
@@ -101,7 +92,6 @@ class SimulatedHardware:
         self.flaky = flaky
         self.mean_outage_s = mean_outage_s
         self._sleep = sleep
-        self._spin = sleep is time.sleep  # an injected sleep (tests) always gets called
         self._clock = clock
         self._rng = random.Random(f"{seed}:{self.profile.name}")
         self._lock = threading.Lock()
@@ -113,42 +103,31 @@ class SimulatedHardware:
         self._rss_jitter = 0
         self._battery = self._rng.uniform(60.0, 100.0) if self.traits.battery_idle_pct_h is not None else None
         self.inferences = 0
-        self._typical_s: float | None = None
         self.slept_s = 0.0
         # Flaky link schedule: the link is up until _link_flip, then flips.
         self._link_is_up = True
         self._link_flip = start + self._next_period(up=True)
 
     # -- the agent's Hardware hook ---------------------------------------------
-    def after_inference(self, elapsed_s: float) -> None:
-        """Stretch one inference that took ``elapsed_s`` here to what the device would take.
+    def after_inference(self, elapsed_s: float) -> float:
+        """Stretch one inference to what the device would take; returns that latency.
 
-        Only compute is slowed down, not this host's scheduling noise: with many
-        agents in one process an inference sometimes waits milliseconds for the
-        GIL, and multiplying that by 20 would invent outliers no device has. So
-        the stretched part is capped at ``OUTLIER_CAP`` times a running average
-        of recent inferences (which follows a genuinely slower model within a
-        few dozen calls); the wait itself still counts once.
+        ``elapsed_s`` is the CPU time this host spent on the inference (the agent
+        measures thread time), so host scheduling noise and other simulated
+        devices' GIL holds are not multiplied into the device's latency. The
+        sleep paces the device like the real one would; the returned figure is
+        the device's latency, independent of how busy this host is.
         """
-        with self._lock:
-            ref = self._typical_s
-            compute = elapsed_s if ref is None else min(elapsed_s, OUTLIER_CAP * ref)
-            self._typical_s = compute if ref is None else ref + TYPICAL_ALPHA * (compute - ref)
-        extra = max(0.0, (self.slowdown - 1.0) * compute)
+        extra = max(0.0, (self.slowdown - 1.0) * elapsed_s)
         with self._lock:
             self.inferences += 1
             self._busy_s += elapsed_s + extra
             if self._battery is not None:
                 self._battery = max(0.0, self._battery - self.traits.battery_pct_per_inference)
             self.slept_s += extra
-        if extra <= 0:
-            return
-        if self._spin and extra < SPIN_BELOW_S:
-            deadline = time.perf_counter() + extra
-            while time.perf_counter() < deadline:
-                pass
-        else:
+        if extra > 0:
             self._sleep(extra)
+        return elapsed_s + extra
 
     def cpu_percent(self) -> float:
         with self._lock:
@@ -208,4 +187,4 @@ class SimulatedHardware:
             self._battery = max(0.0, self._battery - self.traits.battery_idle_pct_h * dt / 3600.0)
 
 
-__all__ = ["DEFAULT_TRAITS", "SPIN_BELOW_S", "TRAITS", "HardwareTraits", "SimulatedHardware"]
+__all__ = ["DEFAULT_TRAITS", "TRAITS", "HardwareTraits", "SimulatedHardware"]
