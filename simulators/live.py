@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from typing import Any
 
 import httpx
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -17,7 +18,7 @@ ACTIVE = "active"
 def device_rows(devices: list[dict[str, Any]]) -> Table:
     table = Table(title="fleet", expand=False)
     for col in ("device", "profile", "online", "model", "state", "p95 ms", "cpu %", "rss MiB", "temp °C", "battery"):
-        table.add_column(col, justify="right" if col[0].isdigit() or " " in col else "left")
+        table.add_column(col, justify="right" if " " in col or col == "battery" else "left", no_wrap=True)
     for d in devices:
         state = d.get("state") or {}
         tel = d.get("last_telemetry") or {}
@@ -57,7 +58,9 @@ def watch_rollout(client: httpx.Client, *, expected: int, timeout: float = 300.0
     task = progress.add_task("rollout", total=expected)
     deadline = time.monotonic() + timeout
     done = False
-    with Live(refresh_per_second=2) as live:
+    # Wide enough for the table even when stdout is not a terminal (CI logs, pipes).
+    console = Console(width=max(120, shutil.get_terminal_size((120, 40)).columns))
+    with Live(refresh_per_second=2, console=console) as live:
         while time.monotonic() < deadline:
             devices = client.get("/api/v1/devices", params={"limit": 1000}).json()
             devices = devices.get("items", devices) if isinstance(devices, dict) else devices
