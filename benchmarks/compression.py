@@ -23,21 +23,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from controller.compression.errors import CompressionFailed  # noqa: E402
-from controller.compression.examples import EXAMPLES  # noqa: E402
-from controller.compression.search import Candidate, CandidateResult, SearchResult, compress  # noqa: E402
-from shared.profiles import BUILTIN_PROFILES, DeviceProfile  # noqa: E402
+from controller.compression.errors import CompressionFailed
+from controller.compression.examples import EXAMPLES
+from controller.compression.search import Candidate, CandidateResult, SearchResult, compress
+from shared.profiles import BUILTIN_PROFILES, DeviceProfile
 
 SPEC = "controller.compression.examples:{}"
 #: Limits wide open, for measuring candidates whatever they cost.
-OPEN = BUILTIN_PROFILES["car-ecu"].model_copy(update={
-    "name": "bench-open", "max_artifact_bytes": 1 << 40, "p95_latency_ms": 1e9, "max_accuracy_drop_pt": 100.0,
-    "max_memory_bytes": 1 << 40, "compute_slowdown": 1.0})
+OPEN = BUILTIN_PROFILES["car-ecu"].model_copy(
+    update={
+        "name": "bench-open",
+        "max_artifact_bytes": 1 << 40,
+        "p95_latency_ms": 1e9,
+        "max_accuracy_drop_pt": 100.0,
+        "max_memory_bytes": 1 << 40,
+        "compute_slowdown": 1.0,
+    }
+)
 
 
 def _row(cells: list[str], widths: list[int]) -> str:
-    return "  ".join(c.ljust(w) if i == 0 or i == 1 or i == 2 else c.rjust(w)
-                     for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+    return "  ".join(
+        c.ljust(w) if i == 0 or i == 1 or i == 2 else c.rjust(w)
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -66,15 +75,33 @@ def per_profile(examples: list[str], profiles: list[str], work: Path) -> dict[tu
             results[(ex, name)] = res
             b, m = res.baseline, res.best.metrics
             assert m is not None
-            rows.append([
-                ex, name, res.best.name, f"{m.size_bytes / 1024:.1f}", f"{b.size_bytes / m.size_bytes:.1f}x",
-                f"{b.size_bytes / m.transfer_bytes:.1f}x", f"{res.best.accuracy_drop_pt or 0:+.2f}",
-                f"{m.host_p50_ms / b.host_p50_ms:.2f}", f"{m.p95_ms:.3f}/{res.profile.p95_latency_ms:g}",
-                f"{res.seconds:.1f}",
-            ])
+            rows.append(
+                [
+                    ex,
+                    name,
+                    res.best.name,
+                    f"{m.size_bytes / 1024:.1f}",
+                    f"{b.size_bytes / m.size_bytes:.1f}x",
+                    f"{b.size_bytes / m.transfer_bytes:.1f}x",
+                    f"{res.best.accuracy_drop_pt or 0:+.2f}",
+                    f"{m.host_p50_ms / b.host_p50_ms:.2f}",
+                    f"{m.p95_ms:.3f}/{res.profile.p95_latency_ms:g}",
+                    f"{res.seconds:.1f}",
+                ]
+            )
             print(f"  measured {ex} x {name}: {res.best.name}", file=sys.stderr, flush=True)
-    head = ["example", "profile", "chosen pipeline", "KiB", "size x", "wire x", "drop pt", "lat x",
-            "p95 dev ms/limit", "search s"]
+    head = [
+        "example",
+        "profile",
+        "chosen pipeline",
+        "KiB",
+        "size x",
+        "wire x",
+        "drop pt",
+        "lat x",
+        "p95 dev ms/limit",
+        "search s",
+    ]
     print("\n## Best artifact per example x profile (every limit met)\n")
     print(_table(head, rows))
     return results
@@ -95,34 +122,57 @@ def goals(examples: list[str], results: dict[tuple[str, str], SearchResult], wor
         Candidate("int8-static", [("quantize_static_int8", {})]),
         Candidate("prune80+int8", [("weight_pruning", {"sparsity": 0.8}), ("quantize_static_int8", {})]),
         Candidate("channels50+int8", [("structured_pruning", {"keep_ratio": 0.5}), ("quantize_static_int8", {})]),
-        Candidate("channels50+prune70+int8", [("structured_pruning", {"keep_ratio": 0.5}),
-                                              ("weight_pruning", {"sparsity": 0.7}), ("quantize_static_int8", {})]),
+        Candidate(
+            "channels50+prune70+int8",
+            [
+                ("structured_pruning", {"keep_ratio": 0.5}),
+                ("weight_pruning", {"sparsity": 0.7}),
+                ("quantize_static_int8", {}),
+            ],
+        ),
         Candidate("student-32", [("distillation", {"hidden": [32]})]),
         Candidate("student-64", [("distillation", {"hidden": [64]})]),
     ]
     models = examples + ([] if quick else ["digits_wide_mlp"])
     for ex in models:
-        res = compress(SPEC.format(ex), OPEN, EXAMPLES[ex][0], workdir=work / f"goals-{ex}", candidates=prune,
-                       latency_budget_s=2.0)
+        res = compress(
+            SPEC.format(ex), OPEN, EXAMPLES[ex][0], workdir=work / f"goals-{ex}", candidates=prune, latency_budget_s=2.0
+        )
         b = res.baseline
         for c in _cands(res, "int8-dynamic", "int8-static"):
             ratio, drop = b.size_bytes / c.metrics.size_bytes, c.accuracy_drop_pt or 0  # type: ignore[union-attr]
-            add("int8 >= 3.5x smaller, <= 1 pt", ex, c.name, f"{ratio:.2f}x, {drop:+.2f} pt", ratio >= 3.5 and drop <= 1)
+            add(
+                "int8 >= 3.5x smaller, <= 1 pt", ex, c.name, f"{ratio:.2f}x, {drop:+.2f} pt", ratio >= 3.5 and drop <= 1
+            )
         for c in _cands(res, "prune80+int8", "channels50+int8", "channels50+prune70+int8"):
             ratio, drop = b.size_bytes / c.metrics.transfer_bytes, c.accuracy_drop_pt or 0  # type: ignore[union-attr]
-            add("prune+int8+zstd >= 10x wire, <= 1 pt", ex, c.name, f"{ratio:.1f}x, {drop:+.2f} pt",
-                ratio >= 10 and drop <= 1)
+            add(
+                "prune+int8+zstd >= 10x wire, <= 1 pt",
+                ex,
+                c.name,
+                f"{ratio:.1f}x, {drop:+.2f} pt",
+                ratio >= 10 and drop <= 1,
+            )
         for c in _cands(res, "int8-dynamic", "int8-static"):
             lat = c.metrics.host_p50_ms / b.host_p50_ms  # type: ignore[union-attr]
-            add("int8 latency <= 0.6x fp32", ex, c.name,
+            add(
+                "int8 latency <= 0.6x fp32",
+                ex,
+                c.name,
                 f"{lat:.2f}x ({c.metrics.host_p50_ms * 1000:.0f} vs {b.host_p50_ms * 1000:.0f} us)",  # type: ignore[union-attr]
-                lat <= 0.6)
+                lat <= 0.6,
+            )
         if ex != "digits_wide_mlp":
             for c in _cands(res, "student-32", "student-64"):
                 shrink = c.info["teacher_params"] / c.info["params"]
                 drop = c.accuracy_drop_pt or 0
-                add("student >= 4x fewer params, <= 2 pt", ex, c.name, f"{shrink:.1f}x, {drop:+.2f} pt",
-                    shrink >= 4 and drop <= 2)
+                add(
+                    "student >= 4x fewer params, <= 2 pt",
+                    ex,
+                    c.name,
+                    f"{shrink:.1f}x, {drop:+.2f} pt",
+                    shrink >= 4 and drop <= 2,
+                )
         print(f"  goals measured for {ex}", file=sys.stderr, flush=True)
     print("\n## Goal checks (fp32 baseline = the uploaded model; pt = accuracy drop in points)\n")
     print(_table(["goal", "model", "candidate", "measured", "met"], rows))
@@ -139,9 +189,11 @@ def main() -> int:
     import onnxruntime
     import torch
 
-    print(f"# edgefleet compression benchmark\n\nhost: {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"python {platform.python_version()}, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
-          "latency: batch 1, one thread")
+    print(
+        f"# edgefleet compression benchmark\n\nhost: {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"python {platform.python_version()}, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
+        "latency: batch 1, one thread"
+    )
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgefleet-bench-") as tmp:
         work = Path(tmp)

@@ -23,12 +23,22 @@ def build_card(result: SearchResult, artifact_name: str) -> dict[str, Any]:
     return {
         "schema": CARD_SCHEMA,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": {"model": result.source.spec, "kind": result.source.kind, "sha256": result.source.sha256,
-                   "input_shape": ["batch", *result.source.sample_shape]},
+        "source": {
+            "model": result.source.spec,
+            "kind": result.source.kind,
+            "sha256": result.source.sha256,
+            "input_shape": ["batch", *result.source.sample_shape],
+        },
         "data": {"name": result.data_name, "split": "fixed held-out 25 % (split seed 0)"},
         "seed": result.seed,
-        "artifact": {"file": artifact_name, "sha256": sha256_file(best.artifact), "size": m.size_bytes,
-                     "transfer_bytes_zstd19": m.transfer_bytes, "runtime": best.runtime, "precision": best.precision},
+        "artifact": {
+            "file": artifact_name,
+            "sha256": sha256_file(best.artifact),
+            "size": m.size_bytes,
+            "transfer_bytes_zstd19": m.transfer_bytes,
+            "runtime": best.runtime,
+            "precision": best.precision,
+        },
         "pipeline": best.steps,
         "pipeline_name": best.name,
         "pipeline_info": _jsonable(best.info),
@@ -75,16 +85,37 @@ def _stem(spec: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name) or "model"
 
 
-def register_artifact(url: str, artifact: Path, card: dict[str, Any], name: str, *,
-                      token: str | None = None, timeout: float = 60.0) -> dict[str, Any]:
-    """POST /api/v1/models (multipart: file, name, runtime, profile, card) per docs/protocol.md."""
+def register_artifact(
+    url: str,
+    artifact: Path,
+    card: dict[str, Any],
+    name: str,
+    *,
+    samples: Any = None,
+    token: str | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """POST /api/v1/models (multipart: file, name, runtime, profile, card, samples) per docs/protocol.md.
+
+    ``samples`` (inputs from the eval split) become the manifest's self-test vectors.
+    """
+    import io
+
     import httpx
+    import numpy as np
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    data = {"name": name, "runtime": card["artifact"]["runtime"], "profile": card["profile"]["name"],
-            "card": json.dumps(card, default=str)}
-    with open(artifact, "rb") as f:
-        r = httpx.post(url.rstrip("/") + "/api/v1/models", data=data,
-                       files={"file": (artifact.name, f, "application/octet-stream")}, headers=headers, timeout=timeout)
+    data = {
+        "name": name,
+        "runtime": card["artifact"]["runtime"],
+        "profile": card["profile"]["name"],
+        "card": json.dumps(card, default=str),
+    }
+    files: dict[str, Any] = {"file": (artifact.name, artifact.read_bytes(), "application/octet-stream")}
+    if samples is not None:
+        buf = io.BytesIO()
+        np.savez(buf, x=np.asarray(samples, dtype=np.float32))
+        files["samples"] = ("samples.npz", buf.getvalue(), "application/octet-stream")
+    r = httpx.post(url.rstrip("/") + "/api/v1/models", data=data, files=files, headers=headers, timeout=timeout)
     r.raise_for_status()
     return r.json()  # type: ignore[no-any-return]

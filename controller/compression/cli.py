@@ -28,8 +28,15 @@ def compress_command(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     out = Path(args.out or "compressed")
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=False) as bars:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bars:
         task = bars.add_task(f"compressing for {args.profile}", total=None)
 
         def progress(stage: str, i: int, n: int, res: CandidateResult | None) -> None:
@@ -39,8 +46,15 @@ def compress_command(args: argparse.Namespace) -> int:
                 bars.update(task, completed=i + 1)
 
         try:
-            result = compress(args.model, args.profile, args.data, seed=args.seed, progress=progress,
-                              workdir=out / ".work", log=lambda m: bars.console.log(m))
+            result = compress(
+                args.model,
+                args.profile,
+                args.data,
+                seed=args.seed,
+                progress=progress,
+                workdir=out / ".work",
+                log=lambda m: bars.console.log(m),
+            )
         except CompressionFailed as e:
             console.print(f"[red]{e}[/red]")
             return 2
@@ -60,15 +74,27 @@ def compress_command(args: argparse.Namespace) -> int:
         if m is None:
             table.add_row(c.name, c.precision, "-", "-", "-", "-", "-", "-", verdict)
             continue
-        table.add_row(c.name, c.precision, _fmt_bytes(m.size_bytes), _fmt_bytes(m.transfer_bytes),
-                      f"{base.size_bytes / m.size_bytes:.1f}", f"{c.accuracy_drop_pt:+.2f}", f"{m.p95_ms:.3f}",
-                      _fmt_bytes(m.memory_bytes), verdict)
+        table.add_row(
+            c.name,
+            c.precision,
+            _fmt_bytes(m.size_bytes),
+            _fmt_bytes(m.transfer_bytes),
+            f"{base.size_bytes / m.size_bytes:.1f}",
+            f"{c.accuracy_drop_pt:+.2f}",
+            f"{m.p95_ms:.3f}",
+            _fmt_bytes(m.memory_bytes),
+            verdict,
+        )
     Console(width=max(Console().width, 130)).print(table)
     artifact, card_path, card = write_outputs(result, out)
     console.print(f"artifact: {artifact}\ncard:     {card_path}\nsearch:   {result.seconds:.1f} s")
     if args.register:
+        from controller.compression.data import fit_shape, load_data, split
+
         name = card_path.name.removesuffix(".card.json")
-        reply: dict[str, Any] = register_artifact(args.register, artifact, card, name,
-                                                  token=os.environ.get("EDGEFLEET_TOKEN"))
+        samples = fit_shape(split(load_data(args.data)).eval.x[:16], result.source.sample_shape)
+        reply: dict[str, Any] = register_artifact(
+            args.register, artifact, card, name, samples=samples, token=os.environ.get("EDGEFLEET_TOKEN")
+        )
         console.print(f"registered: {reply}")
     return 0

@@ -48,10 +48,8 @@ def _bundled(name: str) -> Dataset:
     }[name]
     bunch = loader()
     x = np.asarray(bunch.data, dtype=np.float32)
-    if name == "digits":
-        x = x / 16.0  # pixel range 0..16 -> 0..1
-    else:  # fixed per-feature standardisation, part of the data set's definition
-        x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
+    # digits: pixels 0..16 -> 0..1; others: fixed per-feature standardisation (part of the set's definition)
+    x = x / 16.0 if name == "digits" else (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
     return Dataset(name, x.astype(np.float32), np.asarray(bunch.target, dtype=np.int64))
 
 
@@ -77,7 +75,7 @@ def split(ds: Dataset, *, eval_fraction: float = 0.25, calib_size: int = 256) ->
     if n < 8:
         raise MissingInputError(f"data set {ds.name!r} has {n} rows; need at least 8")
     perm = np.random.default_rng(SPLIT_SEED).permutation(n)
-    n_eval = max(1, int(round(n * eval_fraction)))
+    n_eval = max(1, round(n * eval_fraction))
     eval_idx, train_idx = perm[:n_eval], perm[n_eval:]
     return Splits(
         train=ds.subset(train_idx),

@@ -39,7 +39,7 @@ class UnsupportedOpError(CompressionError):
         super().__init__(f"{msg}: {detail}" if detail else msg)
 
 
-class CompressionFailed(CompressionError):  # noqa: N818 - name fixed by the design docs
+class CompressionFailed(CompressionError):
     """No candidate met every limit of the profile.
 
     ``report`` lists the closest candidates, each with the limits it broke and by how much,

@@ -99,7 +99,9 @@ class Runner:
         return np.concatenate([self.predict_one(x[i : i + 1]) for i in range(len(x))])
 
 
-def score_outputs(out: np.ndarray, y: np.ndarray | None, reference: np.ndarray | None) -> tuple[str, float, float, float]:
+def score_outputs(
+    out: np.ndarray, y: np.ndarray | None, reference: np.ndarray | None
+) -> tuple[str, float, float, float]:
     """(metric, score, agreement %, cosine) of outputs against labels or the reference outputs."""
     out2 = out.reshape(len(out), -1)
     agreement = cosine = float("nan")
@@ -123,8 +125,9 @@ def transfer_size(path: Path, level: int = 19) -> int:
     return len(zstandard.ZstdCompressor(level=level).compress(path.read_bytes()))
 
 
-def latency_ms(runner: Runner, row: np.ndarray, *, warmup: int = 20, max_runs: int = 400,
-               min_runs: int = 50, budget_s: float = 1.0) -> tuple[float, float]:
+def latency_ms(
+    runner: Runner, row: np.ndarray, *, warmup: int = 20, max_runs: int = 400, min_runs: int = 50, budget_s: float = 1.0
+) -> tuple[float, float]:
     for _ in range(warmup):
         runner.predict_one(row)
     times: list[float] = []

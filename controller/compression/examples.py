@@ -7,7 +7,8 @@ Results are cached per process; passes clone before they change anything.
 
 from __future__ import annotations
 
-from functools import lru_cache
+import itertools
+from functools import cache
 from typing import Any
 
 from controller.compression.data import load_data, split
@@ -17,7 +18,7 @@ def _mlp(sizes: list[int]) -> Any:
     import torch.nn as nn
 
     layers: list[Any] = []
-    for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
+    for a, b in itertools.pairwise(sizes[:-1]):
         layers += [nn.Linear(a, b), nn.ReLU()]
     layers.append(nn.Linear(sizes[-2], sizes[-1]))
     return nn.Sequential(*layers)
@@ -33,7 +34,7 @@ def _fit(model: Any, data: str, *, epochs: int, shape: tuple[int, ...] | None = 
     return tu.train(model, x, s.train.y, epochs=epochs, lr=lr, seed=0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def digits_mlp() -> Any:
     """64 -> 256 -> 256 -> 10 MLP on 8x8 digits (about 85 k parameters)."""
     import torch
@@ -42,7 +43,7 @@ def digits_mlp() -> Any:
     return _fit(_mlp([64, 256, 256, 10]), "digits", epochs=40)
 
 
-@lru_cache(maxsize=None)
+@cache
 def digits_wide_mlp() -> Any:
     """64 -> 1024 -> 1024 -> 10: large enough that int8 kernel speed, not call overhead, shows."""
     import torch
@@ -51,7 +52,7 @@ def digits_wide_mlp() -> Any:
     return _fit(_mlp([64, 1024, 1024, 10]), "digits", epochs=15)
 
 
-@lru_cache(maxsize=None)
+@cache
 def digits_cnn() -> Any:
     """Small CNN on the 8x8 digit images (input 1x8x8)."""
     import torch
@@ -74,7 +75,7 @@ def digits_cnn() -> Any:
     return model
 
 
-@lru_cache(maxsize=None)
+@cache
 def breast_cancer_mlp() -> Any:
     """30 -> 128 -> 128 -> 2 MLP on the (standardised) breast cancer set."""
     import torch

@@ -36,8 +36,21 @@ class Job:
     report: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("id", "request", "status", "created_at", "started_at", "finished_at",
-                                              "progress", "result", "error", "report")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "id",
+                "request",
+                "status",
+                "created_at",
+                "started_at",
+                "finished_at",
+                "progress",
+                "result",
+                "error",
+                "report",
+            )
+        }
 
 
 class JobRunner:

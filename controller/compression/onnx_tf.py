@@ -243,7 +243,9 @@ def _nchw(x: Value) -> Value:
 
 def _explicit_pads(node: Any, a: dict[str, Any], allow: bool) -> list[int]:
     if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
-        raise UnsupportedOpError(node.op_type, node.name, "auto_pad SAME_* is not handled; re-export with explicit pads")
+        raise UnsupportedOpError(
+            node.op_type, node.name, "auto_pad SAME_* is not handled; re-export with explicit pads"
+        )
     pads = list(a.get("pads", [0, 0, 0, 0]))
     if any(pads) and not allow:
         raise UnsupportedOpError(node.op_type, node.name, "padded pooling is not handled")
@@ -267,8 +269,9 @@ def _conv(node: Any, i: list[Value], a: dict[str, Any]) -> list[Value]:
     if any(pads):
         y = tf.pad(y, [[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]])
     if group == 1:
-        y = tf.nn.conv2d(y, np.transpose(w, (2, 3, 1, 0)), strides=[1, *strides, 1], padding="VALID",
-                         dilations=[1, *dil, 1])
+        y = tf.nn.conv2d(
+            y, np.transpose(w, (2, 3, 1, 0)), strides=[1, *strides, 1], padding="VALID", dilations=[1, *dil, 1]
+        )
     elif c_in_g == 1 and group == _shape(x)[1]:
         mult = c_out // group
         f = np.transpose(w.reshape(group, mult, kh, kw), (2, 3, 0, 1))
@@ -303,7 +306,8 @@ def check_convertible(model: Any) -> None:
     for n in model.graph.node:
         if (n.op_type not in HANDLERS and n.op_type != "Constant") or n.domain not in ("", "ai.onnx"):
             raise UnsupportedOpError(
-                n.op_type, n.name or "(unnamed)",
+                n.op_type,
+                n.name or "(unnamed)",
                 f"no ONNX->TFLite rule; handled ops: {', '.join(supported_ops())}",
             )
 

@@ -37,8 +37,11 @@ def check_supported(model: Any) -> None:
 
     for node in model.graph.node:
         if node.domain not in KNOWN_DOMAINS:
-            raise UnsupportedOpError(f"{node.domain}::{node.op_type}", node.name or "(unnamed)",
-                                     "custom-domain operator; onnxruntime has no kernel for it")
+            raise UnsupportedOpError(
+                f"{node.domain}::{node.op_type}",
+                node.name or "(unnamed)",
+                "custom-domain operator; onnxruntime has no kernel for it",
+            )
     try:
         so = ort.SessionOptions()
         so.log_severity_level = 3
@@ -119,8 +122,9 @@ def to_fp16_storage(model: Any, min_elements: int = 16) -> Any:
         half = numpy_helper.from_array(arr.astype(np.float16), init.name + "_fp16")
         new_inits.append(half)
         model.graph.initializer.remove(init)
-        cast_nodes.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
-                                           name=init.name + "_cast"))
+        cast_nodes.append(
+            helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=init.name + "_cast")
+        )
     model.graph.initializer.extend(new_inits)
     nodes = cast_nodes + list(model.graph.node)
     del model.graph.node[:]

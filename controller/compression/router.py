@@ -37,10 +37,14 @@ def _runner(request: Request) -> JobRunner:
 
 def _dataset(data: str | None, data_file: UploadFile | None) -> Dataset:
     if (data is None) == (data_file is None):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"give exactly one of data ({', '.join(BUNDLED)}) or data_file")
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, f"give exactly one of data ({', '.join(BUNDLED)}) or data_file"
+        )
     if data is not None:
         if data not in BUNDLED:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"unknown data set {data!r}; bundled: {', '.join(BUNDLED)}")
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, f"unknown data set {data!r}; bundled: {', '.join(BUNDLED)}"
+            )
         return load_data(data)
     try:
         with np.load(io.BytesIO(data_file.file.read())) as z:  # type: ignore[union-attr]
@@ -73,8 +77,7 @@ def start_compression(
     source = store.read(mv.sha256)
     target = register_as or f"{model}-{profile}"
     sessions = request.app.state.sessions
-    req = {"model": model, "version": version, "profile": profile, "seed": seed, "data": ds.name,
-           "register_as": target}
+    req = {"model": model, "version": version, "profile": profile, "seed": seed, "data": ds.name, "register_as": target}
 
     def work(job: Job, tmp: Path) -> dict[str, Any]:
         from controller.compression.card import build_card
@@ -93,12 +96,25 @@ def start_compression(
         card["source"]["registry"] = {"name": model, "version": version}
         samples = fit_shape(split(ds).eval.x[:16], result.source.sample_shape)
         with sessions() as s:
-            new = model_svc.register_model(session=s, store=store, name=target, file_path=result.best.artifact,
-                                           runtime=result.best.runtime, profile=profile, card=card, samples=samples)
+            new = model_svc.register_model(
+                session=s,
+                store=store,
+                name=target,
+                file_path=result.best.artifact,
+                runtime=result.best.runtime,
+                profile=profile,
+                card=card,
+                samples=samples,
+            )
             out = {"name": new.name, "version": new.version, "sha256": new.sha256, "size": new.size}
-        return {"registered": out, "pipeline": result.best.name, "metrics": card["metrics"],
-                "accuracy_drop_pt": result.best.accuracy_drop_pt, "limits": card["limits"],
-                "search_seconds": round(result.seconds, 2)}
+        return {
+            "registered": out,
+            "pipeline": result.best.name,
+            "metrics": card["metrics"],
+            "accuracy_drop_pt": result.best.accuracy_drop_pt,
+            "limits": card["limits"],
+            "search_seconds": round(result.seconds, 2),
+        }
 
     job = _runner(request).submit(req, work)
     return job.as_dict()

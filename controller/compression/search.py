@@ -122,7 +122,6 @@ def prepare_source(model: str | Path, workdir: Path, data: Dataset) -> Source:
 def candidate_pipelines(profile: DeviceProfile, *, has_torch: bool, has_labels: bool) -> list[Candidate]:
     """Pipelines worth trying for the profile's runtime and precisions, given what the inputs unlock."""
     train = has_torch and has_labels
-    int8_bytes = profile.max_artifact_bytes
     cands: list[Candidate] = []
     if profile.runtime == "litert":
         if "int8" not in profile.precisions:
@@ -149,8 +148,9 @@ def candidate_pipelines(profile: DeviceProfile, *, has_torch: bool, has_labels: 
         if train:
             cands += [
                 Candidate("prune80+int8", [("weight_pruning", {"sparsity": 0.8}), ("quantize_static_int8", {})]),
-                Candidate("channels50+int8", [("structured_pruning", {"keep_ratio": 0.5}),
-                                              ("quantize_static_int8", {})]),
+                Candidate(
+                    "channels50+int8", [("structured_pruning", {"keep_ratio": 0.5}), ("quantize_static_int8", {})]
+                ),
                 *_students("int8", [("quantize_static_int8", {})]),
             ]
     elif train and "fp32" in profile.precisions:
@@ -170,8 +170,9 @@ def _students(suffix: str, tail: list[Step]) -> list[Candidate]:
     ]
 
 
-def check_limits(profile: DeviceProfile, precision: str, runtime: str, m: Metrics,
-                 drop: float) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def check_limits(
+    profile: DeviceProfile, precision: str, runtime: str, m: Metrics, drop: float
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
     limits: dict[str, dict[str, Any]] = {}
 
     def lim(key: str, measured: Any, limit: Any, met: bool, text: str) -> None:
@@ -182,16 +183,41 @@ def check_limits(profile: DeviceProfile, precision: str, runtime: str, m: Metric
     violations: list[str] = []
     lim("runtime", runtime, profile.runtime, runtime == profile.runtime, f"runtime {runtime} != {profile.runtime}")
     parts = precision.split("+")
-    lim("precisions", precision, profile.precisions, all(p in profile.precisions for p in parts),
-        f"precision {precision} not in {profile.precisions}")
-    lim("max_artifact_bytes", m.size_bytes, profile.max_artifact_bytes, m.size_bytes <= profile.max_artifact_bytes,
-        f"size {m.size_bytes} B > {profile.max_artifact_bytes} B")
-    lim("p95_latency_ms", round(m.p95_ms, 4), profile.p95_latency_ms, m.p95_ms <= profile.p95_latency_ms,
-        f"p95 {m.p95_ms:.3f} ms > {profile.p95_latency_ms} ms")
-    lim("max_accuracy_drop_pt", round(drop, 3), profile.max_accuracy_drop_pt,
-        drop <= profile.max_accuracy_drop_pt + 1e-9, f"{m.metric} drop {drop:.2f} pt > {profile.max_accuracy_drop_pt} pt")
-    lim("max_memory_bytes", m.memory_bytes, profile.max_memory_bytes, m.memory_bytes <= profile.max_memory_bytes,
-        f"memory {m.memory_bytes} B > {profile.max_memory_bytes} B")
+    lim(
+        "precisions",
+        precision,
+        profile.precisions,
+        all(p in profile.precisions for p in parts),
+        f"precision {precision} not in {profile.precisions}",
+    )
+    lim(
+        "max_artifact_bytes",
+        m.size_bytes,
+        profile.max_artifact_bytes,
+        m.size_bytes <= profile.max_artifact_bytes,
+        f"size {m.size_bytes} B > {profile.max_artifact_bytes} B",
+    )
+    lim(
+        "p95_latency_ms",
+        round(m.p95_ms, 4),
+        profile.p95_latency_ms,
+        m.p95_ms <= profile.p95_latency_ms,
+        f"p95 {m.p95_ms:.3f} ms > {profile.p95_latency_ms} ms",
+    )
+    lim(
+        "max_accuracy_drop_pt",
+        round(drop, 3),
+        profile.max_accuracy_drop_pt,
+        drop <= profile.max_accuracy_drop_pt + 1e-9,
+        f"{m.metric} drop {drop:.2f} pt > {profile.max_accuracy_drop_pt} pt",
+    )
+    lim(
+        "max_memory_bytes",
+        m.memory_bytes,
+        profile.max_memory_bytes,
+        m.memory_bytes <= profile.max_memory_bytes,
+        f"memory {m.memory_bytes} B > {profile.max_memory_bytes} B",
+    )
     return limits, violations
 
 
@@ -199,7 +225,7 @@ def _closeness(r: CandidateResult, profile: DeviceProfile) -> tuple[int, float]:
     if r.error is not None or r.metrics is None:
         return (99, float("inf"))
     excess = 0.0
-    for key, v in r.limits.items():
+    for v in r.limits.values():
         if not v["met"] and isinstance(v["measured"], int | float):
             excess += (float(v["measured"]) - float(v["limit"])) / max(float(v["limit"]), 1e-9)
     return (len(r.violations), excess)
@@ -236,8 +262,16 @@ def compress(
     ref_runner = Runner(src.onnx_path, "onnxruntime")
     reference_eval = ref_runner.predict(x_eval)
     reference_cal = ref_runner.predict(x_cal)
-    baseline = measure(src.onnx_path, "onnxruntime", x=x_eval, y=splits.eval.y, sample_shape=src.sample_shape,
-                       reference=reference_eval, slowdown=prof.compute_slowdown, latency_budget_s=latency_budget_s)
+    baseline = measure(
+        src.onnx_path,
+        "onnxruntime",
+        x=x_eval,
+        y=splits.eval.y,
+        sample_shape=src.sample_shape,
+        reference=reference_eval,
+        slowdown=prof.compute_slowdown,
+        latency_budget_s=latency_budget_s,
+    )
     cal_y = splits.calib.y
 
     def score_cal(path: Path) -> float:
@@ -246,8 +280,9 @@ def compress(
     if candidates is None:
         candidates = candidate_pipelines(prof, has_torch=src.torch_model is not None, has_labels=ds.y is not None)
     if not candidates:
-        raise CompressionError(f"no pipeline can target profile {prof.name!r} (runtime {prof.runtime}, "
-                               f"precisions {prof.precisions})")
+        raise CompressionError(
+            f"no pipeline can target profile {prof.name!r} (runtime {prof.runtime}, precisions {prof.precisions})"
+        )
     results: list[CandidateResult] = []
     by_name: dict[str, CandidateResult] = {}
     for i, cand in enumerate(candidates):
@@ -258,9 +293,16 @@ def compress(
         if progress:
             progress("start", i, len(candidates), None)
         tu.seed_all(seed)
-        ctx = PassContext(workdir=workdir / f"{i:02d}-{cand.name}", data=splits, sample_shape=src.sample_shape,
-                          seed=seed, score=score_cal, reference_score=score_cal(src.onnx_path),
-                          max_drop_pt=prof.max_accuracy_drop_pt, log=log)
+        ctx = PassContext(
+            workdir=workdir / f"{i:02d}-{cand.name}",
+            data=splits,
+            sample_shape=src.sample_shape,
+            seed=seed,
+            score=score_cal,
+            reference_score=score_cal(src.onnx_path),
+            max_drop_pt=prof.max_accuracy_drop_pt,
+            log=log,
+        )
         state = ModelState(onnx_path=src.onnx_path, torch_model=src.torch_model)
         passes = [get_pass(name)(cfg) for name, cfg in cand.steps]
         res = CandidateResult(cand.name, [p.describe() for p in passes], prof.runtime)
@@ -268,9 +310,22 @@ def compress(
         try:
             for p in passes:
                 state = p(state, ctx)
-            res.runtime, res.precision, res.artifact, res.info = state.runtime, state.precision, state.artifact, state.info
-            m = measure(state.artifact, state.runtime, x=x_eval, y=splits.eval.y, sample_shape=src.sample_shape,
-                        reference=reference_eval, slowdown=prof.compute_slowdown, latency_budget_s=latency_budget_s)
+            res.runtime, res.precision, res.artifact, res.info = (
+                state.runtime,
+                state.precision,
+                state.artifact,
+                state.info,
+            )
+            m = measure(
+                state.artifact,
+                state.runtime,
+                x=x_eval,
+                y=splits.eval.y,
+                sample_shape=src.sample_shape,
+                reference=reference_eval,
+                slowdown=prof.compute_slowdown,
+                latency_budget_s=latency_budget_s,
+            )
             res.metrics = m
             res.accuracy_drop_pt = baseline.score - m.score
             res.limits, res.violations = check_limits(prof, res.precision, res.runtime, m, res.accuracy_drop_pt)

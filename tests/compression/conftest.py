@@ -66,9 +66,16 @@ def encoder_onnx(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         # the dynamo exporter keeps the sequence axis symbolic through attention's reshapes
         # (the TorchScript exporter bakes the traced length into them)
         seq = torch.export.Dim("seq", min=2, max=64)
-        torch.onnx.export(model, (torch.randn(2, 6, 32),), str(d / "encoder.onnx"), dynamo=True, verbose=False,
-                          input_names=["input"], output_names=["output"],
-                          dynamic_shapes={"x": {0: torch.export.Dim("batch"), 1: seq}})
+        torch.onnx.export(
+            model,
+            (torch.randn(2, 6, 32),),
+            str(d / "encoder.onnx"),
+            dynamo=True,
+            verbose=False,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_shapes={"x": {0: torch.export.Dim("batch"), 1: seq}},
+        )
     x = np.random.default_rng(0).standard_normal((240, 6, 32)).astype(np.float32)
     np.savez(d / "encoder.npz", x=x)  # no labels: the engine falls back to fidelity
     return d / "encoder.onnx", d / "encoder.npz"

@@ -46,8 +46,11 @@ def test_static_int8_is_per_channel_qdq(tmp_path: Path, digits, cnn_onnx) -> Non
     int8_weights = [a for a in inits.values() if a.dtype == np.int8 and a.ndim >= 2]
     assert int8_weights
     # per-channel: weight DequantizeLinear nodes carry one scale per output channel
-    scales = [inits[n.input[1]] for n in model.graph.node
-              if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None and inits[n.input[0]].ndim >= 2]
+    scales = [
+        inits[n.input[1]]
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None and inits[n.input[0]].ndim >= 2
+    ]
     assert scales and all(s.size > 1 for s in scales)
     assert accuracy(cnn_onnx, digits, (1, 8, 8)) - accuracy(out.onnx_path, digits, (1, 8, 8)) <= 1.0
 
@@ -62,8 +65,12 @@ def test_fp16_halves_storage_and_matches_outputs(tmp_path: Path, digits, mlp_onn
 
 def test_weight_pruning_zeroes_weights_and_shrinks_the_wire(tmp_path: Path, digits, mlp, mlp_onnx) -> None:  # type: ignore[no-untyped-def]
     ctx = make_ctx(tmp_path, digits, (64,))
-    out = _run("weight_pruning", {"sparsity": 0.8, "steps": 2, "finetune_epochs": 4},
-               ModelState(onnx_path=mlp_onnx, torch_model=mlp), ctx)
+    out = _run(
+        "weight_pruning",
+        {"sparsity": 0.8, "steps": 2, "finetune_epochs": 4},
+        ModelState(onnx_path=mlp_onnx, torch_model=mlp),
+        ctx,
+    )
     weights = [numpy_helper.to_array(i) for i in onnx.load(str(out.onnx_path)).graph.initializer]
     big = np.concatenate([w.ravel() for w in weights if w.ndim == 2])
     assert (big == 0).mean() == pytest.approx(0.8, abs=0.01)
@@ -74,23 +81,35 @@ def test_weight_pruning_zeroes_weights_and_shrinks_the_wire(tmp_path: Path, digi
 
 
 def test_connection_pruning_per_layer(tmp_path: Path, digits, mlp, mlp_onnx) -> None:  # type: ignore[no-untyped-def]
-    out = _run("weight_pruning", {"sparsity": 0.5, "scope": "layer", "steps": 1, "finetune_epochs": 1},
-               ModelState(onnx_path=mlp_onnx, torch_model=mlp), make_ctx(tmp_path, digits, (64,)))
+    out = _run(
+        "weight_pruning",
+        {"sparsity": 0.5, "scope": "layer", "steps": 1, "finetune_epochs": 1},
+        ModelState(onnx_path=mlp_onnx, torch_model=mlp),
+        make_ctx(tmp_path, digits, (64,)),
+    )
     for layer in (m for m in out.torch_model.modules() if hasattr(m, "weight") and m.weight.ndim == 2):
         assert (layer.weight == 0).float().mean().item() == pytest.approx(0.5, abs=0.01)
 
 
 def test_structured_pruning_mlp_gives_a_smaller_dense_model(tmp_path: Path, digits, mlp, mlp_onnx) -> None:  # type: ignore[no-untyped-def]
-    out = _run("structured_pruning", {"keep_ratio": 0.5, "finetune_epochs": 5},
-               ModelState(onnx_path=mlp_onnx, torch_model=mlp), make_ctx(tmp_path, digits, (64,)))
+    out = _run(
+        "structured_pruning",
+        {"keep_ratio": 0.5, "finetune_epochs": 5},
+        ModelState(onnx_path=mlp_onnx, torch_model=mlp),
+        make_ctx(tmp_path, digits, (64,)),
+    )
     assert [m.out_features for m in out.torch_model if hasattr(m, "out_features")] == [128, 128, 10]
     assert out.onnx_path.stat().st_size < 0.4 * mlp_onnx.stat().st_size
     assert accuracy(mlp_onnx, digits, (64,)) - accuracy(out.onnx_path, digits, (64,)) <= 2.0
 
 
 def test_structured_pruning_cnn_channels(tmp_path: Path, digits, cnn, cnn_onnx) -> None:  # type: ignore[no-untyped-def]
-    out = _run("structured_pruning", {"keep_ratio": 0.5, "finetune_epochs": 3},
-               ModelState(onnx_path=cnn_onnx, torch_model=cnn), make_ctx(tmp_path, digits, (1, 8, 8)))
+    out = _run(
+        "structured_pruning",
+        {"keep_ratio": 0.5, "finetune_epochs": 3},
+        ModelState(onnx_path=cnn_onnx, torch_model=cnn),
+        make_ctx(tmp_path, digits, (1, 8, 8)),
+    )
     convs = [m for m in out.torch_model if type(m).__name__ == "Conv2d"]
     assert [c.out_channels for c in convs] == [8, 16]
     assert tu.n_params(out.torch_model) < tu.n_params(cnn) / 3
@@ -98,16 +117,24 @@ def test_structured_pruning_cnn_channels(tmp_path: Path, digits, cnn, cnn_onnx) 
 
 
 def test_distillation_student_is_4x_smaller_and_close(tmp_path: Path, digits, mlp, mlp_onnx) -> None:  # type: ignore[no-untyped-def]
-    out = _run("distillation", {"hidden": [64]}, ModelState(onnx_path=mlp_onnx, torch_model=mlp),
-               make_ctx(tmp_path, digits, (64,)))
+    out = _run(
+        "distillation",
+        {"hidden": [64]},
+        ModelState(onnx_path=mlp_onnx, torch_model=mlp),
+        make_ctx(tmp_path, digits, (64,)),
+    )
     assert tu.n_params(mlp) / out.info["params"] >= 4
     assert accuracy(mlp_onnx, digits, (64,)) - accuracy(out.onnx_path, digits, (64,)) <= 2.0
 
 
 def test_architecture_search_respects_parameter_cap(tmp_path: Path, digits, mlp, mlp_onnx) -> None:  # type: ignore[no-untyped-def]
     cfg = {"widths": [8, 16, 32], "depths": [1], "max_params": 2000, "distill": {"epochs": 20}}
-    out = _run("architecture_search", cfg, ModelState(onnx_path=mlp_onnx, torch_model=mlp),
-               make_ctx(tmp_path, digits, (64,), max_drop_pt=1.0))
+    out = _run(
+        "architecture_search",
+        cfg,
+        ModelState(onnx_path=mlp_onnx, torch_model=mlp),
+        make_ctx(tmp_path, digits, (64,), max_drop_pt=1.0),
+    )
     assert out.info["params"] <= 2000
     assert all(t["params"] <= 2000 for t in out.info["search_trials"])
     assert out.info["student_hidden"] in ([8], [16])

@@ -79,14 +79,19 @@ def test_litert_profile_gets_a_tflite_that_fits(tmp_path: Path, cnn_onnx) -> Non
 
 
 def test_same_seed_same_result(tmp_path: Path) -> None:
-    cands = [Candidate("prune+int8", [("weight_pruning", {"sparsity": 0.7, "steps": 1, "finetune_epochs": 2}),
-                                      ("quantize_static_int8", {})]),
-             Candidate("student", [("distillation", {"hidden": [16], "epochs": 5})])]
+    cands = [
+        Candidate(
+            "prune+int8",
+            [("weight_pruning", {"sparsity": 0.7, "steps": 1, "finetune_epochs": 2}), ("quantize_static_int8", {})],
+        ),
+        Candidate("student", [("distillation", {"hidden": [16], "epochs": 5})]),
+    ]
     spec = "controller.compression.examples:digits_mlp"
 
     def run(seed: int, sub: str):  # type: ignore[no-untyped-def]
-        r = compress(spec, _profile(), "digits", workdir=tmp_path / sub, seed=seed, candidates=cands,
-                     latency_budget_s=0.05)
+        r = compress(
+            spec, _profile(), "digits", workdir=tmp_path / sub, seed=seed, candidates=cands, latency_budget_s=0.05
+        )
         return [(c.name, sha256_file(c.artifact), c.metrics.score) for c in r.candidates]
 
     first, again, other = run(1, "a"), run(1, "b"), run(2, "c")
@@ -98,12 +103,14 @@ def test_custom_domain_op_is_refused_by_name(tmp_path: Path) -> None:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])
     node = helper.make_node("FancyNorm", ["x"], ["y"], name="fancy_0", domain="com.example")
-    model = helper.make_model(helper.make_graph([node], "g", [x], [y]),
-                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    model = helper.make_model(
+        helper.make_graph([node], "g", [x], [y]),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)],
+    )
     path = tmp_path / "custom.onnx"
     onnx.save(model, str(path))
     np.savez(tmp_path / "d.npz", x=np.zeros((20, 4), np.float32))
-    with pytest.raises(UnsupportedOpError, match="FancyNorm.*fancy_0") as info:
+    with pytest.raises(UnsupportedOpError, match=r"FancyNorm.*fancy_0") as info:
         compress(path, ORT, tmp_path / "d.npz", workdir=tmp_path / "w")
     assert info.value.node_name == "fancy_0"
 
@@ -129,10 +136,18 @@ def test_transformer_encoder_with_dynamic_axes_quantizes_and_evaluates(tmp_path:
     model_path, data_path = encoder_onnx
     dims = onnx.load(str(model_path)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims[:2]] == ["batch", "seq"]
-    cands = [Candidate("int8-dynamic", [("quantize_dynamic_int8", {})]),
-             Candidate("int8-static", [("quantize_static_int8", {})])]
-    result = compress(model_path, _profile(max_accuracy_drop_pt=5.0), data_path, workdir=tmp_path, candidates=cands,
-                      latency_budget_s=0.1)
+    cands = [
+        Candidate("int8-dynamic", [("quantize_dynamic_int8", {})]),
+        Candidate("int8-static", [("quantize_static_int8", {})]),
+    ]
+    result = compress(
+        model_path,
+        _profile(max_accuracy_drop_pt=5.0),
+        data_path,
+        workdir=tmp_path,
+        candidates=cands,
+        latency_budget_s=0.1,
+    )
     assert result.baseline.metric == "agreement"  # no labels in the npz -> fidelity to the original
     for c in result.candidates:
         assert c.error is None, c.error
@@ -156,11 +171,18 @@ def test_cli_writes_artifact_and_card_and_registers(tmp_path: Path, mlp_onnx, mo
     def fake_post(url: str, **kw: object) -> httpx.Response:
         sent["url"], sent["data"] = url, kw["data"]
         sent["file"] = kw["files"]["file"][0]  # type: ignore[index]
+        sent["samples"] = kw["files"]["samples"][0]  # type: ignore[index]
         return httpx.Response(201, json={"name": "x", "version": 1}, request=httpx.Request("POST", url))
 
     monkeypatch.setattr(httpx, "post", fake_post)
-    args = argparse.Namespace(model=str(mlp_onnx), profile="car-ecu", data="digits", out=str(tmp_path / "out"),
-                              seed=0, register="http://ctl:8080")
+    args = argparse.Namespace(
+        model=str(mlp_onnx),
+        profile="car-ecu",
+        data="digits",
+        out=str(tmp_path / "out"),
+        seed=0,
+        register="http://ctl:8080",
+    )
     assert compress_command(args) == 0
     card_path = next((tmp_path / "out").glob("*.card.json"))
     card = json.loads(card_path.read_text())
@@ -170,6 +192,7 @@ def test_cli_writes_artifact_and_card_and_registers(tmp_path: Path, mlp_onnx, mo
     assert card["limits_met"] is True and card["profile"]["name"] == "car-ecu"
     assert card["pipeline"] and "metrics" in card and "search" in card
     assert sent["url"] == "http://ctl:8080/api/v1/models"
+    assert sent["samples"] == "samples.npz"
     data = sent["data"]
     assert data["runtime"] == "onnxruntime" and data["profile"] == "car-ecu"  # type: ignore[index]
     assert json.loads(data["card"])["artifact"]["sha256"] == card["artifact"]["sha256"]  # type: ignore[index]

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -46,16 +47,26 @@ class DistillationConfig(PassConfig):
     lr: float = 2e-3
 
 
-def _distil(teacher: Any, hidden: list[int], x: np.ndarray, y: np.ndarray, ctx: PassContext,
-            cfg: DistillationConfig) -> Any:
+def _distil(
+    teacher: Any, hidden: list[int], x: np.ndarray, y: np.ndarray, ctx: PassContext, cfg: DistillationConfig
+) -> Any:
     import torch
 
     from controller.compression import torch_utils as tu
 
     torch.manual_seed(ctx.seed)
     student = make_student(int(np.prod(ctx.sample_shape)), hidden, _out_dim(teacher, ctx.sample_shape))
-    return tu.train(student, x, y, epochs=cfg.epochs, lr=cfg.lr, seed=ctx.seed, teacher=teacher,
-                    temperature=cfg.temperature, alpha=cfg.alpha)
+    return tu.train(
+        student,
+        x,
+        y,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        seed=ctx.seed,
+        teacher=teacher,
+        temperature=cfg.temperature,
+        alpha=cfg.alpha,
+    )
 
 
 @register
@@ -73,8 +84,11 @@ class Distillation(Pass):
         x = fit_shape(ctx.data.train.x, ctx.sample_shape)
         student = _distil(state.torch_model, list(cfg.hidden), x, ctx.data.train.y, ctx, cfg)
         path = tu.export_onnx(student, ctx.sample_shape, ctx.new_path("student"))
-        info = {"params": tu.n_params(student), "teacher_params": tu.n_params(state.torch_model),
-                "student_hidden": list(cfg.hidden)}
+        info = {
+            "params": tu.n_params(student),
+            "teacher_params": tu.n_params(state.torch_model),
+            "student_hidden": list(cfg.hidden),
+        }
         ctx.log(f"distilled student {cfg.hidden}: {info['params']} params (teacher {info['teacher_params']})")
         return state.evolve(onnx_path=path, torch_model=student, info=info)
 
@@ -89,7 +103,7 @@ class ArchitectureSearchConfig(PassConfig):
     max_drop_pt: float | None = None
     max_trials: int = Field(6, ge=1)
     val_fraction: float = Field(0.2, gt=0, lt=1)
-    distill: DistillationConfig = Field(default_factory=DistillationConfig)
+    distill: DistillationConfig = Field(default_factory=lambda: DistillationConfig())
 
 
 @register
@@ -115,7 +129,7 @@ class ArchitectureSearch(Pass):
 
         def params(h: list[int]) -> int:
             dims = [n_in, *h, n_out]
-            return sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=True))
+            return sum(a * b + b for a, b in itertools.pairwise(dims))
 
         space = sorted(([w] * d for d in cfg.depths for w in cfg.widths), key=params)
         if cfg.max_params is not None:
@@ -137,6 +151,11 @@ class ArchitectureSearch(Pass):
         assert best is not None
         student, _, hidden = best
         path = tu.export_onnx(student, ctx.sample_shape, ctx.new_path("searched"))
-        info = {"params": tu.n_params(student), "teacher_params": tu.n_params(teacher), "student_hidden": hidden,
-                "search_trials": trials, "teacher_val_accuracy": teacher_acc}
+        info = {
+            "params": tu.n_params(student),
+            "teacher_params": tu.n_params(teacher),
+            "student_hidden": hidden,
+            "search_trials": trials,
+            "teacher_val_accuracy": teacher_acc,
+        }
         return state.evolve(onnx_path=path, torch_model=student, info=info)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Literal
 
 from pydantic import Field
@@ -134,10 +135,10 @@ def shrink_sequential(model: Any, keep_ratio: float, sample_shape: tuple[int, ..
             raise NotApplicableError("structured pruning does not handle grouped convolutions")
     idx = [i for i, m in enumerate(model) if isinstance(m, nn.Linear | nn.Conv2d)]
     with torch.no_grad():
-        for a, b in zip(idx[:-1], idx[1:], strict=True):
+        for a, b in itertools.pairwise(idx):
             cur, nxt = model[a], model[b]
             n_out = cur.weight.shape[0]
-            k = max(1, int(round(n_out * keep_ratio)))
+            k = max(1, round(n_out * keep_ratio))
             if k >= n_out:
                 continue
             score = cur.weight.abs().reshape(n_out, -1).sum(1)
@@ -162,7 +163,9 @@ def _slice_out(m: Any, keep: Any) -> Any:
     if isinstance(m, nn.Linear):
         new = nn.Linear(m.in_features, len(keep), bias=m.bias is not None)
     else:
-        new = nn.Conv2d(m.in_channels, len(keep), m.kernel_size, m.stride, m.padding, m.dilation, bias=m.bias is not None)
+        new = nn.Conv2d(
+            m.in_channels, len(keep), m.kernel_size, m.stride, m.padding, m.dilation, bias=m.bias is not None
+        )
     new.weight.data = m.weight.data[keep].clone()
     if m.bias is not None:
         new.bias.data = m.bias.data[keep].clone()
@@ -175,7 +178,9 @@ def _slice_in(m: Any, cols: Any) -> Any:
     if isinstance(m, nn.Linear):
         new = nn.Linear(len(cols), m.out_features, bias=m.bias is not None)
     else:
-        new = nn.Conv2d(len(cols), m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, bias=m.bias is not None)
+        new = nn.Conv2d(
+            len(cols), m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, bias=m.bias is not None
+        )
     new.weight.data = m.weight.data[:, cols].clone()
     if m.bias is not None:
         new.bias.data = m.bias.data.clone()

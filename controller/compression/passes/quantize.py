@@ -67,8 +67,13 @@ class QuantizeDynamicInt8(Pass):
         onnx.save(model, str(src))
         src = preprocess(src, ctx)
         out = ctx.new_path("dyn-int8")
-        quantize_dynamic(str(src), str(out), op_types_to_quantize=cfg.op_types, per_channel=cfg.per_channel,
-                         weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            str(src),
+            str(out),
+            op_types_to_quantize=cfg.op_types,
+            per_channel=cfg.per_channel,
+            weight_type=QuantType.QInt8,
+        )
         return state.evolve(onnx_path=out, precision="int8")
 
 
@@ -180,8 +185,11 @@ class MixedPrecisionFallback(Pass):
             if ctx.reference_score - score <= budget:
                 break
         precision = "int8+fp32" if excluded else "int8"
-        return state.evolve(onnx_path=path, precision=precision,
-                            info={"float_nodes": excluded, "impact_pt": {n: impact[n] for n in ranked}})
+        return state.evolve(
+            onnx_path=path,
+            precision=precision,
+            info={"float_nodes": excluded, "impact_pt": {n: impact[n] for n in ranked}},
+        )
 
 
 def _node_weight_sizes(model: Any) -> dict[str, int]:
