@@ -15,6 +15,18 @@ def _fmt_bytes(n: float) -> str:
 
 
 def compress_command(args: argparse.Namespace) -> int:
+    """Run the search; exit 0 with artifact + card written, 2 when no candidate fits, 1 on bad input."""
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="edgefleet-compress-"))
+    try:
+        return _compress(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _compress(args: argparse.Namespace, work: Path) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import logging
 
@@ -52,7 +64,7 @@ def compress_command(args: argparse.Namespace) -> int:
                 args.data,
                 seed=args.seed,
                 progress=progress,
-                workdir=out / ".work",
+                workdir=work,
                 log=lambda m: bars.console.log(m),
             )
         except CompressionFailed as e:

@@ -126,6 +126,11 @@ def to_fp16_storage(model: Any, min_elements: int = 16) -> Any:
             helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=init.name + "_cast")
         )
     model.graph.initializer.extend(new_inits)
+    # old exporters also list initializers as graph inputs; a Cast now produces those names
+    cast_outputs = {n.output[0] for n in cast_nodes}
+    keep_inputs = [i for i in model.graph.input if i.name not in cast_outputs]
+    del model.graph.input[:]
+    model.graph.input.extend(keep_inputs)
     nodes = cast_nodes + list(model.graph.node)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
