@@ -77,6 +77,7 @@ class MqttBridge:
         self._rl = RateLimitedLog(log)
         self._connected = threading.Event()
         self._stopping = False
+        self._subscribe_mid: int | None = None
         self._prune_timer_stop = threading.Event()
         self.client_id = f"edgefleet-{settings.controller_id}-{uuid.uuid4().hex[:8]}"
         self.ingest = IngestWorker(
@@ -110,6 +111,7 @@ class MqttBridge:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         self.client = c
 
     # -- lifecycle -----------------------------------------------------------
@@ -202,10 +204,20 @@ class MqttBridge:
             qos=1,
             retain=True,
         )
-        client.subscribe([(self.topics.all_devices(ch), 1) for ch in _MODELS])
+        _rc, mid = client.subscribe([(self.topics.all_devices(ch), 1) for ch in _MODELS])
+        self._subscribe_mid = mid
         self.ingest.put(Task("republish-desired", self._republish_desired))
-        self._connected.set()
         log.info("connected to MQTT broker as %s", self.client_id)
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, mid: int, reason_codes: Any, _props: Any) -> None:
+        # "connected" means ready to receive: the broker has acknowledged our subscriptions.
+        if mid != self._subscribe_mid:
+            return
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("broker refused subscriptions: %s", failed)
+            return
+        self._connected.set()
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         self._connected.clear()
