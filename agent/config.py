@@ -1,31 +1,31 @@
-"""Agent settings: environment (``EDGEFLEET_AGENT_*``) over an optional TOML/JSON file over defaults.
+"""Agent settings: keyword arguments over environment (``EDGEFLEET_AGENT_*``) over a TOML/JSON file.
 
 A device is provisioned with a file (device id, broker, pinned controller key);
 the environment lets a systemd unit or a container override single values
-without rewriting it.
+without rewriting it. A plain pydantic model with a small env reader, not
+pydantic-settings: that package costs an idle agent ~4 MiB of RSS for three
+sources we can read in a dozen lines.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import random
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import Field, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    JsonConfigSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agent.trust import PinnedKey
 from shared.messages import DeviceId, Runtime
 from shared.profiles import DeviceProfile, get_profile
-from shared.signing import load_public_key
 from shared.topics import DEFAULT_ROOT
+
+ENV_PREFIX = "EDGEFLEET_AGENT_"
 
 #: Python module that provides each runtime; probing with find_spec keeps startup cheap.
 _RUNTIME_MODULES: dict[Runtime, tuple[str, ...]] = {
@@ -43,10 +43,28 @@ def available_runtimes() -> list[Runtime]:
     return found
 
 
-class AgentSettings(BaseSettings):
-    """Everything an agent needs to know about its device, broker and trust anchor."""
+def env_values(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``EDGEFLEET_AGENT_*`` variables as field values; JSON lists/objects are parsed (``RUNTIMES='["litert"]'``)."""
+    environ = os.environ if environ is None else environ
+    fields = AgentSettings.model_fields
+    values: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in fields:
+            raise ValueError(f"{key}: unknown agent setting {name!r}")
+        values[name] = json.loads(raw) if raw[:1] in "[{" else raw
+    return values
 
-    model_config = SettingsConfigDict(env_prefix="EDGEFLEET_AGENT_", extra="forbid")
+
+class AgentSettings(BaseModel):
+    """Everything an agent needs to know about its device, broker and trust anchor.
+
+    Fields not given as keyword arguments are taken from ``EDGEFLEET_AGENT_<FIELD>``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     device_id: DeviceId
     profile: str
@@ -73,6 +91,13 @@ class AgentSettings(BaseSettings):
     reconnect_min_delay_s: float = Field(default=1.0, gt=0)
     reconnect_max_delay_s: float = Field(default=60.0, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_env(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {**env_values(), **data}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> AgentSettings:
         try:
@@ -97,15 +122,15 @@ class AgentSettings(BaseSettings):
             update["p95_latency_ms"] = self.p95_latency_ms
         return get_profile(self.profile).model_copy(update=update)
 
-    def public_key(self) -> Ed25519PublicKey:
-        """The pinned controller key; the file is read here, once, at start."""
+    def public_key(self) -> PinnedKey:
+        """The pinned controller key; the file is read and its shape checked here, once, at start."""
         pem: str | bytes
         if self.controller_public_key:
             pem = self.controller_public_key
         else:
             assert self.controller_public_key_file is not None  # guaranteed by _check
             pem = self.controller_public_key_file.read_bytes()
-        return load_public_key(pem)
+        return PinnedKey(pem)
 
     def jittered_reconnect_delay(self) -> float:
         """Per-disconnect jitter so a fleet that lost one broker does not reconnect in lockstep."""
@@ -114,30 +139,26 @@ class AgentSettings(BaseSettings):
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> AgentSettings:
     """Settings from ``config_file`` (TOML or JSON), then env, then ``overrides`` (highest)."""
-    if config_file is None:
-        return AgentSettings(**overrides)
-    path = Path(config_file)
-    if path.suffix not in (".toml", ".json"):
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        data = _read_file(Path(config_file))
+    return AgentSettings.model_validate({**data, **env_values(), **overrides})
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if path.suffix == ".toml":
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10 devices
+            import tomli as tomllib
+        data = tomllib.loads(path.read_text())
+    elif path.suffix == ".json":
+        data = json.loads(path.read_text())
+    else:
         raise ValueError(f"{path}: settings file must be .toml or .json")
-
-    class _FileSettings(AgentSettings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            source: PydanticBaseSettingsSource
-            if path.suffix == ".toml":
-                source = TomlConfigSettingsSource(settings_cls, toml_file=path)
-            else:
-                source = JsonConfigSettingsSource(settings_cls, json_file=path)
-            return (init_settings, env_settings, source)
-
-    return _FileSettings(**overrides)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: settings file must hold a table/object")
+    return data
 
 
-__all__ = ["AgentSettings", "available_runtimes", "load_settings"]
+__all__ = ["ENV_PREFIX", "AgentSettings", "available_runtimes", "env_values", "load_settings"]

@@ -12,9 +12,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from shared import blocks, signing
+from agent.trust import PinnedKey
+from shared import blocks
 from shared.errors import (
     BudgetError,
     ExpiredError,
@@ -34,12 +33,12 @@ class TrustContext:
     device_id: str
     profile: DeviceProfile
     runtimes: frozenset[str]
-    public_key: Ed25519PublicKey
+    public_key: PinnedKey
 
 
 def verify_manifest(manifest: DesiredState, ctx: TrustContext, *, active: ModelRef | None, now: float) -> None:
     """Everything checkable before downloading a byte; the signature first, so nothing unsigned is parsed further."""
-    signing.verify(manifest, ctx.public_key)
+    _verify_signature(manifest, ctx.public_key)
     _check_expiry(manifest.expires_at, now)
     _check_target(manifest, ctx)
     _check_budget(manifest, ctx.profile)
@@ -48,10 +47,17 @@ def verify_manifest(manifest: DesiredState, ctx: TrustContext, *, active: ModelR
 
 
 def verify_command(command: Command, ctx: TrustContext, *, now: float) -> None:
-    signing.verify(command, ctx.public_key)
+    _verify_signature(command, ctx.public_key)
     _check_expiry(command.expires_at, now)
     if command.device_id != ctx.device_id:
         raise IncompatibleError(f"command for device {command.device_id!r}, this is {ctx.device_id!r}")
+
+
+def _verify_signature(message: DesiredState | Command, key: PinnedKey) -> None:
+    # Imported here: cryptography is loaded with the first signature, not at agent start.
+    from shared import signing
+
+    signing.verify(message, key.key)
 
 
 def verify_wire(manifest: DesiredState, data: bytes) -> None:

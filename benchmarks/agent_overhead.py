@@ -103,7 +103,9 @@ def throwaway_key() -> str:
     return public_key_pem(generate_private_key().public_key())
 
 
-def start_agent(data_dir: Path, host: str, port: int, device_id: str = "bench-001") -> Any:
+def start_agent(
+    data_dir: Path, host: str, port: int, device_id: str = "bench-001", public_key_pem: str | None = None
+) -> Any:
     from agent.app import Agent
     from agent.config import AgentSettings
 
@@ -114,7 +116,7 @@ def start_agent(data_dir: Path, host: str, port: int, device_id: str = "bench-00
         broker_port=port,
         topic_root=TOPIC_ROOT,
         data_dir=data_dir,
-        controller_public_key=throwaway_key(),
+        controller_public_key=public_key_pem or throwaway_key(),
         intra_op_threads=1,
     )
     agent = Agent(settings)
@@ -205,10 +207,12 @@ def bench_inference(rounds: int, calls: int, broker: Any, batch: int = 1) -> lis
 def child_main(kind: str, host: str, port: int, with_model: bool) -> None:
     """Runs in a subprocess: connect, optionally load the model, print READY, idle until killed."""
     if kind == "agent":
-        data_dir = Path(tempfile.mkdtemp(prefix="edgefleet-bench-agent-"))
-        if with_model:
-            preinstall(data_dir, model_file())
-        agent = start_agent(data_dir, host, port, device_id=f"bench-idle-{os.getpid()}")
+        # Key and slot were prepared by the parent: a device is provisioned, it does not
+        # generate keys or copy models itself, and those imports would inflate its RSS.
+        data_dir = Path(os.environ["BENCH_AGENT_DATA_DIR"])
+        agent = start_agent(
+            data_dir, host, port, device_id=f"bench-idle-{os.getpid()}", public_key_pem=os.environ["BENCH_AGENT_KEY"]
+        )
         wait_ready(agent, want_model=with_model)
     else:
         import onnxruntime as ort
@@ -247,7 +251,13 @@ def measure_idle_rss(kind: str, broker: Any, with_model: bool, settle: float) ->
     ]
     if with_model:
         cmd.append("--with-model")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if kind == "agent":
+        data_dir = Path(tempfile.mkdtemp(prefix="edgefleet-bench-agent-"))
+        if with_model:
+            preinstall(data_dir, model_file())
+        env.update(BENCH_AGENT_DATA_DIR=str(data_dir), BENCH_AGENT_KEY=throwaway_key())
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

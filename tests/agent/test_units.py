@@ -147,3 +147,29 @@ def test_replay_source_and_inference_loop_pacing() -> None:
 def test_public_surface_is_declared(module: object) -> None:
     names = module.__all__  # type: ignore[attr-defined]
     assert all(hasattr(module, n) for n in names)
+
+
+def test_pinned_key_shape_checked_at_start_and_loaded_lazily() -> None:
+    from agent.trust import PinnedKey
+
+    key = signing.generate_private_key()
+    pinned = PinnedKey(signing.public_key_pem(key.public_key()))
+    assert pinned.key.public_bytes_raw() == key.public_key().public_bytes_raw()
+    with pytest.raises(ValueError, match="PEM"):
+        PinnedKey("not a key")
+    with pytest.raises(ValueError, match="Ed25519"):
+        PinnedKey("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----")
+
+
+def test_env_overrides_file_and_kwargs_override_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pem = signing.public_key_pem(signing.generate_private_key().public_key())
+    f = tmp_path / "a.json"
+    f.write_text(json.dumps({"device_id": "f", "profile": "car-ecu", "controller_public_key": pem, "broker_port": 1}))
+    monkeypatch.setenv("EDGEFLEET_AGENT_BROKER_PORT", "2")
+    monkeypatch.setenv("EDGEFLEET_AGENT_RUNTIMES", '["litert"]')
+    assert config.load_settings(f).broker_port == 2
+    assert config.load_settings(f).runtimes == ["litert"]
+    assert config.load_settings(f, broker_port=3).broker_port == 3
+    monkeypatch.setenv("EDGEFLEET_AGENT_NOPE", "x")
+    with pytest.raises(ValueError, match="unknown agent setting"):
+        config.load_settings(f)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from agent.trust import PinnedKey
 from agent.verifier import TrustContext, verify_artifact, verify_command, verify_manifest, verify_wire
 from shared import signing
 from shared.errors import (
@@ -34,7 +35,9 @@ def key():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def ctx(key) -> TrustContext:  # type: ignore[no-untyped-def]
-    return TrustContext("dev-1", get_profile("car-ecu"), frozenset({"onnxruntime"}), key.public_key())
+    return TrustContext(
+        "dev-1", get_profile("car-ecu"), frozenset({"onnxruntime"}), PinnedKey(signing.public_key_pem(key.public_key()))
+    )
 
 
 def manifest(key: Any, sign: bool = True, **fields: Any) -> DesiredState:
