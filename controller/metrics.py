@@ -61,12 +61,12 @@ class RateLimitedLog:
         self._interval = interval_s
         self._last: dict[str, tuple[float, int]] = {}
 
-    def warning(self, key: str, msg: str, *args: object) -> None:
+    def warning(self, key: str, msg: str, *args: object, exc_info: bool = False) -> None:
         now = time.monotonic()
         last, suppressed = self._last.get(key, (float("-inf"), 0))
         if now - last >= self._interval:
             suffix = f" ({suppressed} similar suppressed)" if suppressed else ""
-            self._log.warning(msg + suffix, *args)
+            self._log.warning(msg + suffix, *args, exc_info=exc_info)
             self._last[key] = (now, 0)
         else:
             self._last[key] = (last, suppressed + 1)

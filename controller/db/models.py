@@ -31,7 +31,7 @@ class Device(Base):
     created_at: Mapped[float] = mapped_column(Float, default=_now)
 
     online: Mapped[bool] = mapped_column(Boolean, default=False)
-    session: Mapped[int] = mapped_column(Integer, default=0)
+    session: Mapped[int] = mapped_column(BigInteger, default=0)
     agent_version: Mapped[str] = mapped_column(String(64), default="")
     update_state: Mapped[str] = mapped_column(String(32), default="unknown")
     #: Last DeviceState as received (JSON), ``None`` until the first birth message.
@@ -96,12 +96,12 @@ class TelemetryRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id", ondelete="CASCADE"))
-    seq: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(BigInteger)
     ts: Mapped[float] = mapped_column(Float)
     received_at: Mapped[float] = mapped_column(Float, default=_now, index=True)
     interval_s: Mapped[float] = mapped_column(Float)
-    count: Mapped[int] = mapped_column(Integer)
-    errors: Mapped[int] = mapped_column(Integer, default=0)
+    count: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
     p50_ms: Mapped[float | None] = mapped_column(Float, default=None)
     p95_ms: Mapped[float | None] = mapped_column(Float, default=None)
     p99_ms: Mapped[float | None] = mapped_column(Float, default=None)
@@ -112,7 +112,7 @@ class TelemetryRow(Base):
     temperature_c: Mapped[float | None] = mapped_column(Float, default=None)
     battery_pct: Mapped[float | None] = mapped_column(Float, default=None)
     model_name: Mapped[str | None] = mapped_column(String(128), default=None)
-    model_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    model_version: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 class EventRow(Base):

@@ -103,13 +103,22 @@ class IngestWorker:
         if not batch:
             return
         try:
-            with self._sessions() as session:
-                result = apply_batch(session=session, items=batch)
-        except Exception:  # DB down or constraint error: drop this batch, keep serving
-            log.exception("storing a batch of %d messages failed", len(batch))
-            for item in batch:
+            self._store(batch)
+        except Exception:
+            if len(batch) == 1:
+                item = batch[0]
                 self._metrics.messages_rejected.labels(item.kind, "db_error").inc()
-            return
+                self._rl.warning(
+                    f"db:{item.kind}", "storing %s from %s failed", item.kind, item.message.device_id, exc_info=True
+                )
+                return
+            # One poisoned message (a value the database refuses) must not cost the others: retry singly.
+            for item in batch:
+                self._flush([item])
+
+    def _store(self, batch: list[Incoming]) -> None:
+        with self._sessions() as session:
+            result = apply_batch(session=session, items=batch)
         for kind, n in result.stored.items():
             self._metrics.messages_ingested.labels(kind).inc(n)
         for p95 in result.p95s:

@@ -195,3 +195,26 @@ def test_retention_prunes_old_rows(tmp_path: Path) -> None:
         assert prune(session=s, older_than=1000.0) == 2
         assert [r.seq for r in s.query(TelemetryRow).all()] == [2] and s.query(EventRow).count() == 0
     engine.dispose()
+
+
+def test_ingest_worker_isolates_a_poisoned_message(tmp_path: Path) -> None:
+    """A value the database refuses drops that message only, not the rest of its batch."""
+    from controller.metrics import ControllerMetrics
+    from controller.mqtt.ingest import IngestWorker
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    sessions = make_sessionmaker(engine)
+    with sessions() as s:
+        create_device(session=s, device_id="p1", profile="car-ecu")
+    metrics = ControllerMetrics()
+    worker = IngestWorker(sessions=sessions, metrics=metrics, batch_size=10)
+    good = [Incoming("telemetry", Telemetry(device_id="p1", seq=i, interval_s=1.0, count=1), 1.0) for i in range(3)]
+    poisoned = Incoming("telemetry", Telemetry(device_id="p1", seq=2**70, interval_s=1.0, count=1), 1.0)
+    worker._flush([good[0], poisoned, good[1], good[2]])
+    with sessions() as s:
+        from controller.db import TelemetryRow
+
+        assert sorted(r.seq for r in s.query(TelemetryRow).all()) == [0, 1, 2]
+    assert metrics.messages_rejected.labels("telemetry", "db_error")._value.get() == 1
+    assert metrics.messages_ingested.labels("telemetry")._value.get() == 3
+    engine.dispose()
