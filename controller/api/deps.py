@@ -15,7 +15,7 @@ from typing import Annotated
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from controller.artifacts import ArtifactStore
 from controller.metrics import ControllerMetrics
@@ -33,6 +33,12 @@ def get_settings(request: Request) -> Settings:
 def get_session(request: Request) -> Iterator[Session]:
     with request.app.state.sessions() as session:
         yield session
+
+
+def get_sessionmaker(request: Request) -> sessionmaker[Session]:
+    """For work that outlives the request (background jobs): open your own sessions."""
+    factory: sessionmaker[Session] = request.app.state.sessions
+    return factory
 
 
 def get_store(request: Request) -> ArtifactStore:
@@ -57,6 +63,7 @@ def get_bridge(request: Request) -> MqttBridge | None:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 SigningKeyDep = Annotated[Ed25519PrivateKey, Depends(get_signing_key)]
 MetricsDep = Annotated[ControllerMetrics, Depends(get_metrics)]
@@ -110,10 +117,12 @@ __all__ = [
     "MetricsDep",
     "ReadAuth",
     "SessionDep",
+    "SessionFactoryDep",
     "SettingsDep",
     "SigningKeyDep",
     "StoreDep",
     "get_session",
+    "get_sessionmaker",
     "get_settings",
     "get_store",
     "require_admin",
