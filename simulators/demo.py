@@ -38,10 +38,12 @@ DEFAULT_MIX = {"smart-lock": 1.0, "car-ecu": 1.0, "medical-monitor": 1.0}
 
 
 @contextmanager
-def controller_process(*, data_dir: Path, broker: MosquittoProcess, port: int, token: str) -> Iterator[str]:
+def controller_process(
+    *, data_dir: Path, broker: MosquittoProcess, port: int, token: str, read_token: str = ""
+) -> Iterator[str]:
     """Run ``edgefleet controller serve`` as a subprocess; yields its base URL."""
     log_file = (data_dir / "controller.log").open("ab")
-    env = {**os.environ, "EDGEFLEET_ADMIN_TOKEN": token, "EDGEFLEET_READ_TOKEN": ""}
+    env = {**os.environ, "EDGEFLEET_ADMIN_TOKEN": token, "EDGEFLEET_READ_TOKEN": read_token}
     cmd = [
         sys.executable,
         "-m",
@@ -115,11 +117,13 @@ def demo_command(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="edgefleet-demo-"))
     data_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(16)
+    read_token = secrets.token_urlsafe(12)
     port = args.port or free_port()
     with ExitStack() as stack:
         (data_dir / "mqtt").mkdir(exist_ok=True)
         broker = stack.enter_context(MosquittoProcess(workdir=data_dir / "mqtt"))
-        url = stack.enter_context(controller_process(data_dir=data_dir, broker=broker, port=port, token=token))
+        url = stack.enter_context(controller_process(
+            data_dir=data_dir, broker=broker, port=port, token=token, read_token=read_token))
         print(f"controller {url}  (admin token {token}); broker 127.0.0.1:{broker.port}; state in {data_dir}")
         fleet = Fleet.from_mix(
             args.devices, DEFAULT_MIX, prefix="demo", controller_url=url, token=token, broker_host=broker.host,
@@ -131,7 +135,8 @@ def demo_command(args: argparse.Namespace) -> int:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
             upload_and_deploy(client, sorted({d.spec.profile for d in fleet.devices}))
             all_active = watch_rollout(client, expected=len(fleet.devices))
-            print(f"\ndashboard {url}/   API docs {url}/docs   metrics {url}/metrics")
+            print(f"\ndashboard {url}/?token={read_token}   API docs {url}/docs   metrics {url}/metrics")
+            print(f"REST: curl -H 'Authorization: Bearer {token}' {url}/api/v1/devices")
             if args.exit_when_active:
                 return 0 if all_active else 1
             print("Ctrl-C to stop.")
