@@ -69,6 +69,11 @@ def _compress(args: argparse.Namespace, work: Path) -> int:
             )
         except CompressionFailed as e:
             console.print(f"[red]{e}[/red]")
+            if str(args.model).endswith(".onnx"):
+                console.print(
+                    "hint: an ONNX model unlocks only post-training passes; a PyTorch model "
+                    "(module:function or .pt) with labelled data adds pruning, distillation and student search"
+                )
             return 2
         except (CompressionError, KeyError) as e:
             console.print(f"[red]error:[/red] {e}")

@@ -27,6 +27,7 @@ class TFLiteFullInt8(Pass):
 
     def run(self, state: ModelState, ctx: PassContext) -> ModelState:
         import os
+        import warnings
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import onnx
@@ -56,7 +57,9 @@ class TFLiteFullInt8(Pass):
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
-        blob = conv.convert()
+        with warnings.catch_warnings():  # "statistics for quantized inputs": we pass int8 I/O on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            blob = conv.convert()
         out = ctx.new_path("int8", ".tflite")
         out.write_bytes(blob)
         return state.evolve(tflite_path=out, precision="int8")
