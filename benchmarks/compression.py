@@ -133,10 +133,12 @@ def goals(examples: list[str], results: dict[tuple[str, str], SearchResult], wor
         Candidate("student-32", [("distillation", {"hidden": [32]})]),
         Candidate("student-64", [("distillation", {"hidden": [64]})]),
     ]
+    conv_student = Candidate("student-c8x16", [("distillation", {"conv_channels": [8, 16], "hidden": []})])
     models = examples + ([] if quick else ["digits_wide_mlp"])
     for ex in models:
+        cands = prune + ([conv_student] if len(EXAMPLES[ex][1]) == 3 else [])
         res = compress(
-            SPEC.format(ex), OPEN, EXAMPLES[ex][0], workdir=work / f"goals-{ex}", candidates=prune, latency_budget_s=2.0
+            SPEC.format(ex), OPEN, EXAMPLES[ex][0], workdir=work / f"goals-{ex}", candidates=cands, latency_budget_s=2.0
         )
         b = res.baseline
         for c in _cands(res, "int8-dynamic", "int8-static"):
@@ -163,7 +165,7 @@ def goals(examples: list[str], results: dict[tuple[str, str], SearchResult], wor
                 lat <= 0.6,
             )
         if ex != "digits_wide_mlp":
-            for c in _cands(res, "student-32", "student-64"):
+            for c in _cands(res, "student-32", "student-64", "student-c8x16"):
                 shrink = c.info["teacher_params"] / c.info["params"]
                 drop = c.accuracy_drop_pt or 0
                 add(

@@ -119,7 +119,9 @@ def prepare_source(model: str | Path, workdir: Path, data: Dataset) -> Source:
     return Source(spec, path, digest, "torch", shape, torch_model=module)
 
 
-def candidate_pipelines(profile: DeviceProfile, *, has_torch: bool, has_labels: bool) -> list[Candidate]:
+def candidate_pipelines(
+    profile: DeviceProfile, *, has_torch: bool, has_labels: bool, image_input: bool = False
+) -> list[Candidate]:
     """Pipelines worth trying for the profile's runtime and precisions, given what the inputs unlock."""
     train = has_torch and has_labels
     cands: list[Candidate] = []
@@ -131,7 +133,7 @@ def candidate_pipelines(profile: DeviceProfile, *, has_torch: bool, has_labels: 
             cands += [
                 Candidate("prune80+tflite-int8", [("weight_pruning", {"sparsity": 0.8}), ("tflite_int8", {})]),
                 Candidate("channels50+tflite-int8", [("structured_pruning", {"keep_ratio": 0.5}), ("tflite_int8", {})]),
-                *_students("tflite-int8", [("tflite_int8", {})]),
+                *_students("tflite-int8", [("tflite_int8", {})], image_input),
             ]
         return cands
     if "fp32" in profile.precisions:
@@ -151,23 +153,33 @@ def candidate_pipelines(profile: DeviceProfile, *, has_torch: bool, has_labels: 
                 Candidate(
                     "channels50+int8", [("structured_pruning", {"keep_ratio": 0.5}), ("quantize_static_int8", {})]
                 ),
-                *_students("int8", [("quantize_static_int8", {})]),
+                *_students("int8", [("quantize_static_int8", {})], image_input),
             ]
     elif train and "fp32" in profile.precisions:
-        cands += _students("fp32", [])
+        cands += _students("fp32", [], image_input)
     return cands
 
 
 #: Student widths/depths the search tries (Hinton distillation from the given teacher); the
 #: search itself is the architecture search: every student is measured against the profile.
 STUDENTS: list[list[int]] = [[32], [64], [64, 64], [128]]
+CONV_STUDENTS: list[list[int]] = [[8, 16], [16, 32]]
 
 
-def _students(suffix: str, tail: list[Step]) -> list[Candidate]:
-    return [
+def _students(suffix: str, tail: list[Step], image_input: bool) -> list[Candidate]:
+    out = [
         Candidate(f"student-{'x'.join(map(str, h))}+{suffix}", [("distillation", {"hidden": h}), *tail])
         for h in STUDENTS
     ]
+    if image_input:  # (C, H, W) inputs also get small convolutional students
+        out += [
+            Candidate(
+                f"student-c{'x'.join(map(str, c))}+{suffix}",
+                [("distillation", {"conv_channels": c, "hidden": []}), *tail],
+            )
+            for c in CONV_STUDENTS
+        ]
+    return out
 
 
 def check_limits(
@@ -278,7 +290,12 @@ def compress(
         return score_outputs(Runner(path, "onnxruntime").predict(x_cal), cal_y, reference_cal)[1]
 
     if candidates is None:
-        candidates = candidate_pipelines(prof, has_torch=src.torch_model is not None, has_labels=ds.y is not None)
+        candidates = candidate_pipelines(
+            prof,
+            has_torch=src.torch_model is not None,
+            has_labels=ds.y is not None,
+            image_input=len(src.sample_shape) == 3,
+        )
     if not candidates:
         raise CompressionError(
             f"no pipeline can target profile {prof.name!r} (runtime {prof.runtime}, precisions {prof.precisions})"

@@ -180,3 +180,15 @@ def test_tflite_int8_runs_in_litert_close_to_onnx(tmp_path: Path, digits, which,
     assert it.get_output_details()[0]["dtype"] == np.int8
     lite = accuracy(out.artifact, digits, shape, runtime="litert")
     assert abs(accuracy(src, digits, shape) - lite) <= 1.5
+
+
+def test_convolutional_student_for_a_cnn_teacher(tmp_path: Path, digits, cnn, cnn_onnx) -> None:  # type: ignore[no-untyped-def]
+    out = _run(
+        "distillation",
+        {"conv_channels": [8, 16], "hidden": [], "epochs": 30},
+        ModelState(onnx_path=cnn_onnx, torch_model=cnn),
+        make_ctx(tmp_path, digits, (1, 8, 8)),
+    )
+    assert any(type(m).__name__ == "Conv2d" for m in out.torch_model)
+    assert tu.n_params(cnn) / out.info["params"] >= 4
+    assert accuracy(cnn_onnx, digits, (1, 8, 8)) - accuracy(out.onnx_path, digits, (1, 8, 8)) <= 2.0

@@ -16,15 +16,32 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from controller.compression.errors import MissingInputError
+from controller.compression.errors import MissingInputError, NotApplicableError
 from controller.compression.passes.base import ModelState, Pass, PassConfig, PassContext, register
 
 
-def make_student(in_features: int, hidden: list[int], n_out: int) -> Any:
+def make_student(
+    sample_shape: tuple[int, ...], hidden: list[int], n_out: int, conv_channels: list[int] | None = None
+) -> Any:
+    """MLP on the flattened input, or - with ``conv_channels`` and a (C, H, W) input - 3x3 convs
+    (ReLU, one 2x2 max-pool after the last) followed by the MLP head."""
     import torch.nn as nn
 
-    layers: list[Any] = [nn.Flatten()]
-    prev = in_features
+    if conv_channels and len(sample_shape) != 3:
+        raise NotApplicableError(f"a convolutional student needs (C, H, W) input, not {sample_shape}")
+    layers: list[Any] = []
+    if conv_channels:
+        c, h, w = sample_shape
+        for ch in conv_channels:
+            layers += [nn.Conv2d(c, ch, 3, padding=1), nn.ReLU()]
+            c = ch
+        if h >= 4 and w >= 4:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        prev = c * h * w
+    else:
+        prev = int(np.prod(sample_shape))
+    layers.append(nn.Flatten())
     for h in hidden:
         layers += [nn.Linear(prev, h), nn.ReLU()]
         prev = h
@@ -41,6 +58,8 @@ def _out_dim(teacher: Any, sample_shape: tuple[int, ...]) -> int:
 
 class DistillationConfig(PassConfig):
     hidden: list[int] = Field(default_factory=lambda: [32])
+    #: Conv channels of a convolutional student (image inputs only); empty = MLP student.
+    conv_channels: list[int] = Field(default_factory=list)
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.7, ge=0, le=1)
     epochs: int = Field(60, ge=1)
@@ -55,7 +74,7 @@ def _distil(
     from controller.compression import torch_utils as tu
 
     torch.manual_seed(ctx.seed)
-    student = make_student(int(np.prod(ctx.sample_shape)), hidden, _out_dim(teacher, ctx.sample_shape))
+    student = make_student(ctx.sample_shape, hidden, _out_dim(teacher, ctx.sample_shape), cfg.conv_channels)
     return tu.train(
         student,
         x,
@@ -88,6 +107,7 @@ class Distillation(Pass):
             "params": tu.n_params(student),
             "teacher_params": tu.n_params(state.torch_model),
             "student_hidden": list(cfg.hidden),
+            "student_conv": list(cfg.conv_channels),
         }
         ctx.log(f"distilled student {cfg.hidden}: {info['params']} params (teacher {info['teacher_params']})")
         return state.evolve(onnx_path=path, torch_model=student, info=info)
