@@ -243,6 +243,25 @@ def _closeness(r: CandidateResult, profile: DeviceProfile) -> tuple[int, float]:
     return (len(r.violations), excess)
 
 
+def pick_best(results: list[CandidateResult], profile: DeviceProfile) -> CandidateResult:
+    """Smallest transfer, then lowest p95, among candidates that meet every limit.
+
+    Limits are re-checked here from the measured figures, so a candidate whose ``violations`` list
+    was left empty by mistake still cannot slip through.
+    """
+    feasible = []
+    for r in results:
+        if r.error is not None or r.metrics is None or r.accuracy_drop_pt is None:
+            continue
+        _, violations = check_limits(profile, r.precision, r.runtime, r.metrics, r.accuracy_drop_pt)
+        if not violations and not r.violations:
+            feasible.append(r)
+    if not feasible:
+        closest = sorted(results, key=lambda r: _closeness(r, profile))[:5]
+        raise CompressionFailed(profile.name, [r.summary() for r in closest])
+    return min(feasible, key=lambda r: (r.metrics.transfer_bytes, r.metrics.p95_ms))  # type: ignore[union-attr]
+
+
 Progress = Callable[[str, int, int, CandidateResult | None], None]
 
 
@@ -356,11 +375,7 @@ def compress(
         by_name[cand.name] = res
         if progress:
             progress("done", i, len(candidates), res)
-    feasible = [r for r in results if r.ok]
-    if not feasible:
-        closest = sorted(results, key=lambda r: _closeness(r, prof))[:5]
-        raise CompressionFailed(prof.name, [r.summary() for r in closest])
-    best = min(feasible, key=lambda r: (r.metrics.transfer_bytes, r.metrics.p95_ms))  # type: ignore[union-attr]
+    best = pick_best(results, prof)
     return SearchResult(prof, src, ds.name, seed, baseline, best, results, time.perf_counter() - t_start)
 
 

@@ -11,6 +11,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from controller.compression.errors import CompressionFailed, UnsupportedOpError
@@ -197,3 +199,46 @@ def test_cli_writes_artifact_and_card_and_registers(tmp_path: Path, mlp_onnx, mo
     assert data["runtime"] == "onnxruntime" and data["profile"] == "car-ecu"  # type: ignore[index]
     assert json.loads(data["card"])["artifact"]["sha256"] == card["artifact"]["sha256"]  # type: ignore[index]
     assert "chosen" in capsys.readouterr().out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1_000, 5_000_000),  # size
+            st.floats(0.001, 50.0),  # p95 ms
+            st.floats(-1.0, 10.0),  # accuracy drop
+            st.integers(10_000, 300_000_000),  # memory
+            st.sampled_from(["fp32", "fp16", "int8", "int8+fp32"]),
+            st.booleans(),  # pass error
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.sampled_from(sorted(BUILTIN_PROFILES)),
+)
+def test_pick_best_never_returns_a_limit_breaker(cands, profile_name) -> None:  # type: ignore[no-untyped-def]
+    from controller.compression.evaluate import Metrics
+    from controller.compression.search import CandidateResult, check_limits, pick_best
+
+    profile = BUILTIN_PROFILES[profile_name]
+    results = []
+    for i, (size, p95, drop, mem, prec, err) in enumerate(cands):
+        m = Metrics("accuracy", 90 - drop, 0, 1, size, size // 2, p95, p95, p95, p95, mem)
+        r = CandidateResult(f"c{i}", [], profile.runtime, prec, Path("x"), m, drop, error="boom" if err else None)
+        r.limits, r.violations = check_limits(profile, prec, profile.runtime, m, drop)
+        results.append(r)
+    fits = [r for r in results if r.error is None and not r.violations]
+    if not fits:
+        with pytest.raises(CompressionFailed) as info:
+            pick_best(results, profile)
+        assert 1 <= len(info.value.report) <= 5
+        return
+    best = pick_best(results, profile)
+    m = best.metrics
+    assert best.error is None
+    assert m.size_bytes <= profile.max_artifact_bytes and m.p95_ms <= profile.p95_latency_ms
+    assert m.memory_bytes <= profile.max_memory_bytes
+    assert best.accuracy_drop_pt <= profile.max_accuracy_drop_pt
+    assert all(p in profile.precisions for p in best.precision.split("+"))
+    assert m.transfer_bytes == min(r.metrics.transfer_bytes for r in fits)
