@@ -13,6 +13,15 @@ import logging
 import sys
 from collections.abc import Sequence
 
+#: Which extra provides a top-level module, for a clear message on a partial install.
+_EXTRA_OF = {
+    **dict.fromkeys(("fastapi", "uvicorn", "sqlalchemy", "httpx", "rich", "onnx", "sklearn", "prometheus_client",
+                     "matplotlib", "multipart", "pydantic_settings"), "controller"),
+    **dict.fromkeys(("torch", "tensorflow", "onnxscript"), "compress"),
+    **dict.fromkeys(("ai_edge_litert", "tflite_runtime"), "litert"),
+    "psycopg": "postgres",
+}
+
 #: Modules that expose ``register(subparsers)``; each sets ``func`` on its parsers.
 _CLI_MODULES = ("agent.cli", "controller.cli", "simulators.cli")
 
@@ -72,6 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        extra = _EXTRA_OF.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"edgefleet {args.command}: needs the '{extra}' extra, missing module {exc.name!r}; "
+              f"install it with: pip install 'edgefleet[{extra}]'", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":
