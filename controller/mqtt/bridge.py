@@ -10,10 +10,10 @@ callback.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
-import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -61,6 +61,16 @@ def classify(payload: bytes, exc: ProtocolError) -> str:
     return "bad_json"
 
 
+
+def session_client_id(settings: Settings) -> str:
+    """Stable per controller instance, topic root and store, so a restart resumes its broker session.
+
+    Two controllers sharing one id would take the session from each other; replicas differ in
+    ``controller_id``, and the hash keeps test runs on other roots or stores apart.
+    """
+    where = f"{settings.topic_root}|{settings.db_url or settings.data_dir.resolve()}"
+    return f"edgefleet-{settings.controller_id}-{hashlib.sha256(where.encode()).hexdigest()[:10]}"
+
 class MqttBridge:
     def __init__(
         self,
@@ -79,7 +89,7 @@ class MqttBridge:
         self._stopping = False
         self._subscribe_mid: int | None = None
         self._prune_timer_stop = threading.Event()
-        self.client_id = f"edgefleet-{settings.controller_id}-{uuid.uuid4().hex[:8]}"
+        self.client_id = session_client_id(settings)
         self.ingest = IngestWorker(
             sessions=sessions,
             metrics=metrics,
@@ -97,7 +107,9 @@ class MqttBridge:
             rate_per_device=settings.max_blocks_per_s_per_device,
             burst=settings.max_block_burst,
         )
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
+        # A persistent session: while this controller restarts, the broker queues the QoS 1
+        # events and telemetry devices send, and delivers them when it is back.
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False)
         if settings.broker_username:
             c.username_pw_set(settings.broker_username, settings.broker_password)
         c.will_set(
