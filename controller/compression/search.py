@@ -276,8 +276,12 @@ def compress(
     progress: Progress | None = None,
     log: Callable[[str], None] = lambda _m: None,
     latency_budget_s: float = 1.0,
+    compact: bool = True,
 ) -> SearchResult:
-    """Search pipelines for ``profile`` and return the best result; raise CompressionFailed if none fits."""
+    """Search pipelines for ``profile`` and return the best result; raise CompressionFailed if none fits.
+
+    With ``compact`` (default) every ONNX candidate ends with the lossless ``compact`` pass.
+    """
     from controller.compression import torch_utils as tu
     from controller.compression.passes import ModelState, PassContext, get_pass
 
@@ -346,6 +350,12 @@ def compress(
         try:
             for p in passes:
                 state = p(state, ctx)
+            if compact and state.tflite_path is None and not any(p.name == "compact" for p in passes):
+                # lossless last step for every ONNX artifact (the fp32 candidate included); the
+                # baseline stays the uploaded file, so size ratios compare against what was uploaded
+                finisher = get_pass("compact")()
+                state = finisher(state, ctx)
+                res.steps.append(finisher.describe())
             res.runtime, res.precision, res.artifact, res.info = (
                 state.runtime,
                 state.precision,

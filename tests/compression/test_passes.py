@@ -22,7 +22,7 @@ def _run(name: str, cfg: dict, state: ModelState, ctx) -> ModelState:  # type: i
 def test_registry_lists_every_pass_with_a_pydantic_config() -> None:
     assert set(REGISTRY) == {
         "weight_pruning", "structured_pruning", "quantize_dynamic_int8", "quantize_static_int8", "fp16",
-        "mixed_precision", "tflite_int8", "distillation", "architecture_search",
+        "mixed_precision", "tflite_int8", "distillation", "architecture_search", "compact",
     }  # fmt: skip
     for cls in REGISTRY.values():
         cls.Config()  # every config has defaults
