@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -118,7 +119,9 @@ def demo_command(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(16)
     read_token = secrets.token_urlsafe(12)
-    port = args.port or free_port()
+    port = args.port if args.port and _port_free(args.port) else free_port()
+    if args.port and port != args.port:
+        print(f"port {args.port} is taken; the controller uses {port}")
     with ExitStack() as stack:
         (data_dir / "mqtt").mkdir(exist_ok=True)
         broker = stack.enter_context(MosquittoProcess(workdir=data_dir / "mqtt"))
@@ -142,6 +145,15 @@ def demo_command(args: argparse.Namespace) -> int:
             print("Ctrl-C to stop.")
             _wait_forever()
     return 0
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _wait_forever() -> None:
