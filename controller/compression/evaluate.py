@@ -91,7 +91,7 @@ class Runner:
         if self._out["dtype"] in (np.int8, np.uint8):
             scale, zp = self._out["quantization"]
             out = (out.astype(np.float32) - zp) * scale
-        return out.astype(np.float32)
+        return np.asarray(out, dtype=np.float32)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if self.runtime != "litert":

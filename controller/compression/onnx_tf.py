@@ -163,7 +163,7 @@ def _cast(node: Any, i: list[Value], a: dict[str, Any]) -> list[Value]:
 
 @_op("Unsqueeze")
 def _unsqueeze(node: Any, i: list[Value], a: dict[str, Any]) -> list[Value]:
-    axes = a.get("axes") if "axes" in a else np.asarray(i[1]).tolist()
+    axes: list[int] = [int(v) for v in (a["axes"] if "axes" in a else np.asarray(i[1]).tolist())]
     x = i[0]
     rank = len(_shape(x)) + len(axes)
     for ax in sorted(int(v) % rank for v in axes):

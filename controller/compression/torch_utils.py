@@ -169,7 +169,7 @@ def _train(
                 )
                 loss = alpha * t * t * soft + (1 - alpha) * loss
             opt.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             opt.step()
             if after_step is not None:
                 after_step()

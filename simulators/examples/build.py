@@ -61,7 +61,7 @@ def _train_mlp(x: np.ndarray, y: np.ndarray, hidden: tuple[int, int], seed: int)
         for i in range(0, len(xt), 64):
             idx = perm[i : i + 64]
             opt.zero_grad()
-            nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
+            nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()  # type: ignore[no-untyped-call]  # torch: unannotated
             opt.step()
     model.eval()
     return model
@@ -97,12 +97,12 @@ def _convert_tflite_int8(model: Any, x_rep: np.ndarray) -> bytes:
     linears = [m for m in model if hasattr(m, "weight")]
     weights = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears]
 
-    class Mlp(tf.Module):
+    class Mlp(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type information
         def __init__(self) -> None:
             super().__init__()
             self.layers = [(tf.constant(w), tf.constant(b)) for w, b in weights]
 
-        @tf.function(input_signature=[tf.TensorSpec([None, 64], tf.float32, name="input")])
+        @tf.function(input_signature=[tf.TensorSpec([None, 64], tf.float32, name="input")])  # type: ignore[untyped-decorator]
         def __call__(self, x: Any) -> Any:
             for i, (w, b) in enumerate(self.layers):
                 x = tf.matmul(x, w) + b

@@ -60,9 +60,9 @@ class DistillationConfig(PassConfig):
     hidden: list[int] = Field(default_factory=lambda: [32])
     #: Conv channels of a convolutional student (image inputs only); empty = MLP student.
     conv_channels: list[int] = Field(default_factory=list)
-    temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.7, ge=0, le=1)
-    epochs: int = Field(60, ge=1)
+    temperature: float = Field(default=4.0, gt=0)
+    alpha: float = Field(default=0.7, ge=0, le=1)
+    epochs: int = Field(default=60, ge=1)
     lr: float = 2e-3
 
 
@@ -121,8 +121,8 @@ class ArchitectureSearchConfig(PassConfig):
     #: Allowed validation-accuracy drop vs the teacher; defaults to half the profile budget,
     #: leaving the other half to quantization.
     max_drop_pt: float | None = None
-    max_trials: int = Field(6, ge=1)
-    val_fraction: float = Field(0.2, gt=0, lt=1)
+    max_trials: int = Field(default=6, ge=1)
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
     distill: DistillationConfig = Field(default_factory=lambda: DistillationConfig())
 
 

@@ -37,11 +37,11 @@ def _finetune(model: Any, ctx: PassContext, epochs: int, lr: float, after_step: 
 
 
 class WeightPruningConfig(PassConfig):
-    sparsity: float = Field(0.8, ge=0.0, lt=1.0)
+    sparsity: float = Field(default=0.8, ge=0.0, lt=1.0)
     scope: Literal["global", "layer"] = "layer"
     #: Prune in this many steps of rising sparsity, fine-tuning after each (gradual pruning).
-    steps: int = Field(3, ge=1)
-    finetune_epochs: int = Field(8, ge=0)
+    steps: int = Field(default=3, ge=1)
+    finetune_epochs: int = Field(default=8, ge=0)
     lr: float = 5e-4
 
 
@@ -92,8 +92,8 @@ class WeightPruning(Pass):
 
 class StructuredPruningConfig(PassConfig):
     #: Fraction of neurons / channels each hidden layer keeps.
-    keep_ratio: float = Field(0.5, gt=0.0, le=1.0)
-    finetune_epochs: int = Field(15, ge=0)
+    keep_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
+    finetune_epochs: int = Field(default=15, ge=0)
     lr: float = 1e-3
 
 
@@ -137,7 +137,8 @@ def shrink_sequential(model: Any, keep_ratio: float, sample_shape: tuple[int, ..
     with torch.no_grad():
         for a, b in itertools.pairwise(idx):
             cur, nxt = model[a], model[b]
-            n_out = cur.weight.shape[0]
+            assert isinstance(cur, nn.Linear | nn.Conv2d) and isinstance(nxt, nn.Linear | nn.Conv2d)
+            n_out = int(cur.weight.shape[0])
             k = max(1, round(n_out * keep_ratio))
             if k >= n_out:
                 continue
@@ -160,6 +161,7 @@ def shrink_sequential(model: Any, keep_ratio: float, sample_shape: tuple[int, ..
 def _slice_out(m: Any, keep: Any) -> Any:
     import torch.nn as nn
 
+    new: nn.Linear | nn.Conv2d
     if isinstance(m, nn.Linear):
         new = nn.Linear(m.in_features, len(keep), bias=m.bias is not None)
     else:
@@ -167,7 +169,7 @@ def _slice_out(m: Any, keep: Any) -> Any:
             m.in_channels, len(keep), m.kernel_size, m.stride, m.padding, m.dilation, bias=m.bias is not None
         )
     new.weight.data = m.weight.data[keep].clone()
-    if m.bias is not None:
+    if m.bias is not None and new.bias is not None:  # new has a bias exactly when m has one
         new.bias.data = m.bias.data[keep].clone()
     return new
 
@@ -175,6 +177,7 @@ def _slice_out(m: Any, keep: Any) -> Any:
 def _slice_in(m: Any, cols: Any) -> Any:
     import torch.nn as nn
 
+    new: nn.Linear | nn.Conv2d
     if isinstance(m, nn.Linear):
         new = nn.Linear(len(cols), m.out_features, bias=m.bias is not None)
     else:
@@ -182,7 +185,7 @@ def _slice_in(m: Any, cols: Any) -> Any:
             len(cols), m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, bias=m.bias is not None
         )
     new.weight.data = m.weight.data[:, cols].clone()
-    if m.bias is not None:
+    if m.bias is not None and new.bias is not None:
         new.bias.data = m.bias.data.clone()
     return new
 

@@ -139,12 +139,12 @@ class Fp16(Pass):
 
 class MixedPrecisionConfig(PassConfig):
     quantizable: list[str] = Field(default_factory=lambda: ["MatMul", "Gemm", "Conv"])
-    max_float_nodes: int = Field(8, ge=0)
+    max_float_nodes: int = Field(default=8, ge=0)
     #: Only this many largest nodes are ranked (each ranking costs one quantization).
-    max_ranked: int = Field(24, ge=1)
+    max_ranked: int = Field(default=24, ge=1)
     #: Fraction of the accuracy budget the calibration-split score may use; ranking runs on the
     #: calibration rows, so leave headroom for the held-out measurement that follows.
-    budget_fraction: float = Field(0.25, gt=0, le=1)
+    budget_fraction: float = Field(default=0.25, gt=0, le=1)
     static: StaticInt8Config = Field(default_factory=StaticInt8Config)
 
 

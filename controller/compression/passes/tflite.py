@@ -17,7 +17,7 @@ from controller.compression.passes.base import ModelState, Pass, PassConfig, Pas
 
 
 class TFLiteConfig(PassConfig):
-    representative_samples: int = Field(200, ge=1)
+    representative_samples: int = Field(default=200, ge=1)
 
 
 @register
