@@ -65,8 +65,8 @@ cmd_test() {
     "$bin/ruff" check shared agent controller simulators tests benchmarks edgefleet_cli.py
     log "import contracts"
     "$bin/lint-imports"
-    log "mypy --strict (shared, agent)"
-    "$bin/mypy" --strict shared agent
+    log "mypy --strict (shared, agent, controller, simulators)"
+    "$bin/mypy" --strict shared agent controller simulators
     log "pytest"
     local rc=0
     "$bin/python" -m pytest -p no:cacheprovider "$@" || rc=$?

@@ -12,6 +12,7 @@ after a reconnect does not loop through the same failure.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -243,10 +244,22 @@ class Updater:
         except ProtocolError as exc:
             self._drops.drop(source, "mismatch", exc)
             return
+        except OSError as exc:  # disk full, read-only or failing storage
+            self._abandon_download(dl, exc)
+            return
         if is_new:
             self._schedule_repair()
             if dl.complete:
                 self._finish_download()
+
+    def _abandon_download(self, dl: Download, exc: OSError) -> None:
+        """Stop fetching, keep what is on disk for a later resume, report ``io_error``; the old model serves on."""
+        log.error("download of %s stopped: %s", dl.sha[:12], exc)
+        self.download = None
+        self._link.unsubscribe_artifact(dl.sha)
+        with contextlib.suppress(OSError):
+            dl.close()
+        self._fail_install(dl.manifest, exc)
 
     def on_connected(self) -> None:
         """After (re)connect the broker forgot our subscriptions and in-flight blocks: ask again now."""
