@@ -245,14 +245,14 @@ class Updater:
             self._drops.drop(source, "mismatch", exc)
             return
         except OSError as exc:  # disk full, read-only or failing storage
-            self._abandon_download(dl, exc)
+            self._stop_on_io_error(dl, exc)
             return
         if is_new:
             self._schedule_repair()
             if dl.complete:
                 self._finish_download()
 
-    def _abandon_download(self, dl: Download, exc: OSError) -> None:
+    def _stop_on_io_error(self, dl: Download, exc: OSError) -> None:
         """Stop fetching, keep what is on disk for a later resume, report ``io_error``; the old model serves on."""
         log.error("download of %s stopped: %s", dl.sha[:12], exc)
         self.download = None
