@@ -54,10 +54,7 @@ def verify_command(command: Command, ctx: TrustContext, *, now: float) -> None:
 
 
 def _verify_signature(message: DesiredState | Command, key: PinnedKey) -> None:
-    # Imported here: cryptography is loaded with the first signature, not at agent start.
-    from shared import signing
-
-    signing.verify(message, key.key)
+    key.verify(message)
 
 
 def verify_wire(manifest: DesiredState, data: bytes) -> None:

@@ -8,7 +8,6 @@ The agent pins the controller's public key at provisioning.
 from __future__ import annotations
 
 import base64
-import hashlib
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,7 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shared.codec import canonical_json
+from shared.canonical import key_id_of_raw, signing_bytes
 from shared.errors import SignatureError
 from shared.messages import Command, DesiredState
 
@@ -30,11 +29,7 @@ def generate_private_key() -> Ed25519PrivateKey:
 def key_id(public_key: Ed25519PublicKey) -> str:
     """Short fingerprint so a device can tell which key signed (key rotation)."""
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def signing_bytes(message: DesiredState | Command) -> bytes:
-    return canonical_json(message.model_dump(mode="json", exclude={"signature"}))
+    return key_id_of_raw(raw)
 
 
 def sign(message: S, private_key: Ed25519PrivateKey) -> S:

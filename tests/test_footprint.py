@@ -18,17 +18,23 @@ def test_agent_imports_no_heavy_packages() -> None:
     assert out.stdout.strip() == "", f"agent pulled in: {out.stdout.strip()}"
 
 
-def test_cryptography_waits_for_the_first_signature() -> None:
+def test_agent_verifies_signatures_without_cryptography() -> None:
     code = (
         "import sys, agent.app\n"
-        "assert 'cryptography' not in sys.modules\n"
-        "from shared import signing\n"
         "from agent.trust import PinnedKey\n"
-        "k = signing.generate_private_key()\n"
-        "PinnedKey(signing.public_key_pem(k.public_key())).key\n"
+        "from shared.messages import Command\n"
+        "pem, signed = sys.stdin.read().split('\\n===\\n')\n"
+        "PinnedKey(pem).verify(Command.model_validate_json(signed))\n"
+        "assert 'cryptography' not in sys.modules, 'cryptography loaded'\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    from shared import signing
+    from shared.messages import Command, CommandKind
+
+    key = signing.generate_private_key()
+    signed = signing.sign(Command(device_id="d", command_id="c", kind=CommandKind.PING), key)
+    stdin = signing.public_key_pem(key.public_key()) + "\n===\n" + signed.model_dump_json()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, input=stdin)
     assert out.stdout.strip() == "ok", out.stderr
 
 

@@ -154,11 +154,34 @@ def test_pinned_key_shape_checked_at_start_and_loaded_lazily() -> None:
 
     key = signing.generate_private_key()
     pinned = PinnedKey(signing.public_key_pem(key.public_key()))
-    assert pinned.key.public_bytes_raw() == key.public_key().public_bytes_raw()
+    assert pinned.raw == key.public_key().public_bytes_raw()
+    assert pinned.key_id == signing.key_id(key.public_key())
     with pytest.raises(ValueError, match="PEM"):
         PinnedKey("not a key")
     with pytest.raises(ValueError, match="Ed25519"):
         PinnedKey("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----")
+
+
+@pytest.mark.parametrize("backend", ["nacl", "cryptography"])
+def test_pinned_key_verifies_like_cryptography(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both backends accept what the controller signs and refuse any change to it."""
+    import sys
+
+    from agent.trust import PinnedKey
+    from shared.errors import SignatureError
+    from shared.messages import Command, CommandKind
+
+    if backend == "cryptography":
+        monkeypatch.setitem(sys.modules, "nacl.signing", None)  # import fails -> fallback
+    key = signing.generate_private_key()
+    pinned = PinnedKey(signing.public_key_pem(key.public_key()))
+    cmd = signing.sign(Command(device_id="d", command_id="c", kind=CommandKind.ROLLBACK), key)
+    pinned.verify(cmd)
+    for bad in (cmd.model_copy(update={"kind": CommandKind.PING}), cmd.model_copy(update={"signature": "AAAA"}),
+                cmd.model_copy(update={"signature": "not base64!"}), cmd.model_copy(update={"signature": ""}),
+                signing.sign(cmd, signing.generate_private_key())):
+        with pytest.raises(SignatureError):
+            pinned.verify(bad)
 
 
 def test_env_overrides_file_and_kwargs_override_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
