@@ -15,6 +15,7 @@ import multiprocessing as mp
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,8 @@ def run_once(qos: int, args: argparse.Namespace) -> dict[str, float]:
         root = f"bench{qos}/v1"
         settings = Settings(data_dir=Path(tmp), broker_port=broker.port, topic_root=root, db_url=args.db)
         with run_controller(settings) as ctl:
-            ids = [f"ing-{i:05d}" for i in range(args.devices)]
+            run = uuid.uuid4().hex[:6]  # a shared database (--db) may hold earlier runs' devices
+            ids = [f"ing-{run}-{i:05d}" for i in range(args.devices)]
             with httpx.Client(base_url=ctl.url + "/api/v1", timeout=30) as api:
                 for d in ids:
                     api.post("/devices", json={"device_id": d, "profile": "car-ecu"}).raise_for_status()
