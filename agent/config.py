@@ -75,6 +75,8 @@ class AgentSettings(BaseModel):
     tls_ca_file: Path | None = None
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
     keepalive: int = Field(default=30, ge=5)
+    #: How long the broker keeps this agent's session (MQTT 5) across a dropped connection.
+    session_expiry_s: float = Field(default=3600, ge=0)
     topic_root: str = DEFAULT_ROOT
     data_dir: Path = Path.home() / ".local" / "share" / "edgefleet-agent"
     controller_public_key: str | None = None

@@ -19,6 +19,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import AgentSettings
@@ -92,7 +94,15 @@ class MqttSession:
         """Connect in the background; paho's thread keeps retrying until stop()."""
         s = self._settings
         if self._v5:
-            self._client.connect_async(s.broker_host, s.broker_port, s.keepalive, clean_start=True)
+            # Clean on the first connect (a restarted agent starts fresh from the retained desired
+            # state), resumed on reconnects: commands and repair blocks sent during a network blip
+            # wait in the broker instead of being lost.
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = int(s.session_expiry_s)
+            self._client.connect_async(
+                s.broker_host, s.broker_port, s.keepalive, clean_start=paho.MQTT_CLEAN_START_FIRST_ONLY,
+                properties=props,
+            )
         else:
             self._client.connect_async(s.broker_host, s.broker_port, s.keepalive)
         self._client.loop_start()
