@@ -231,3 +231,29 @@ def test_telemetry_reports_latency(fake, make_agent, model_files, x, tmp_path): 
     assert report.count == 50 and report.latency is not None and report.latency.p95_ms > 0
     assert report.battery_pct == 80.0 and report.model == manifest.model
     assert [r.seq for r in got] == list(range(got[0].seq, got[0].seq + len(got)))
+
+
+def test_watch_phase_rolls_back_on_error_rate(fake, make_agent, model_files, x, tmp_path):  # type: ignore[no-untyped-def]
+    """A model that passes its self-test but fails on the device's real inputs is rolled back."""
+    agent = make_agent(watch_seconds=1.5)
+    loop = InferenceLoop(agent, ReplaySource(x, rate_hz=200))
+    loop.start()
+    try:
+        v1 = fake.manifest(model_files["v1"], device_id=DEVICE, version=1,
+                           self_test=self_test_for(model_files["v1"], "onnxruntime", x, tmp_path))
+        fake.deploy(v1)
+        fake.wait_event(lambda e: e.deployment_id == v1.deployment_id and e.kind is EventKind.ACTIVE)
+        y1 = agent.predict(x[:1])
+        # v2 expects 16 features: its own self-test vectors pass, the application's 8-feature rows fail.
+        wide = models.onnx_mlp(12, n_in=16)
+        x16 = np.random.default_rng(1).random((3, 16), dtype=np.float32)
+        vectors = self_test_for(wide, "onnxruntime", x16, tmp_path)
+        v2 = fake.manifest(wide, device_id=DEVICE, version=2, self_test=vectors)
+        fake.deploy(v2)
+        event = fake.wait_event(lambda e: e.deployment_id == v2.deployment_id and e.kind is EventKind.ROLLED_BACK)
+        assert event.reason == "error_rate"
+        assert "watching" in fake.kinds(v2.deployment_id)
+        assert agent.status()["active_model"]["version"] == 1
+        np.testing.assert_array_equal(agent.predict(x[:1]), y1)
+    finally:
+        loop.stop()
