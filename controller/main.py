@@ -16,10 +16,12 @@ from sqlalchemy import func, select
 from controller.api.routes import deployments, devices, health, keys, models, profiles
 from controller.artifacts import ArtifactStore
 from controller.db import DeploymentDevice, Device, make_engine, make_sessionmaker
+from controller.db.models import Rollout
 from controller.errors import ControllerError
 from controller.keys import load_or_create_key
 from controller.metrics import ControllerMetrics
 from controller.mqtt.bridge import MqttBridge
+from controller.rollout import RolloutScheduler
 from controller.settings import Settings
 
 log = logging.getLogger("edgefleet.controller")
@@ -33,9 +35,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bridge = app.state.bridge
         if bridge is not None:
             bridge.start()
+        app.state.rollouts.start()
         try:
             yield
         finally:
+            app.state.rollouts.stop()
             if bridge is not None:
                 bridge.stop()
             app.state.engine.dispose()
@@ -75,6 +79,15 @@ def _init_state(app: FastAPI, settings: Settings) -> None:
         MqttBridge(settings=settings, sessions=sessions, store=store, metrics=metrics)
         if settings.mqtt_enabled
         else None
+    )
+    app.state.rollouts = RolloutScheduler(
+        sessions=sessions,
+        key=app.state.signing_key,
+        publish=app.state.bridge.publish_desired if app.state.bridge is not None else None,
+        metrics=metrics,
+        controller_id=settings.controller_id,
+        interval_s=settings.rollout_interval_s,
+        lease_s=settings.rollout_lease_s,
     )
     if settings.admin_token is None and settings.read_token is None:
         log.warning("no admin_token/read_token configured: the REST API is open to anyone who can reach it")
@@ -137,6 +150,9 @@ def _add_misc_routes(app: FastAPI) -> None:
                 select(DeploymentDevice.state, func.count()).group_by(DeploymentDevice.state)
             ).all():
                 m.deployment_devices.labels(state).set(n)
+            m.rollouts.clear()
+            for status, n in session.execute(select(Rollout.status, func.count()).group_by(Rollout.status)).all():
+                m.rollouts.labels(status).set(n)
         return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
     dashboard = (Path(__file__).parent / "static" / "dashboard.html").read_text(encoding="utf-8")

@@ -47,6 +47,13 @@ class ControllerMetrics:
             f"{PREFIX}_http_requests", "HTTP requests", ["method", "route", "status"], registry=r
         )
         self.desired_published = Counter(f"{PREFIX}_desired_published", "Desired-state manifests published", registry=r)
+        self.rollout_halts = Counter(
+            f"{PREFIX}_rollout_halts",
+            "Rollouts halted by a gate (failure, p95, p95_regression) or aborted by an operator (manual)",
+            ["reason"],
+            registry=r,
+        )
+        self.rollouts = Gauge(f"{PREFIX}_rollouts", "Wave-based rollouts by status", ["status"], registry=r)
 
 
 class RateLimitedLog:

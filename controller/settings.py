@@ -53,6 +53,10 @@ class Settings(BaseSettings):
 
     #: Telemetry and event rows older than this are deleted (hourly); 0 keeps everything.
     retention_s: float = Field(default=14 * 24 * 3600, ge=0)
+    #: The rollout scheduler advances wave-based rollouts this often.
+    rollout_interval_s: float = Field(default=0.5, gt=0, le=60)
+    #: Lease of the one scheduler among replicas sharing a database; renewed every interval.
+    rollout_lease_s: float = Field(default=5.0, gt=0, le=3600)
     ingest_batch_size: int = Field(default=500, gt=0)
     ingest_queue_size: int = Field(default=100_000, gt=0)
 

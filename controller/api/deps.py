@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from controller.artifacts import ArtifactStore
 from controller.metrics import ControllerMetrics
 from controller.mqtt.bridge import MqttBridge
+from controller.rollout import RolloutScheduler
 from controller.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False)
@@ -61,6 +62,11 @@ def get_bridge(request: Request) -> MqttBridge | None:
     return bridge
 
 
+def get_rollouts(request: Request) -> RolloutScheduler:
+    scheduler: RolloutScheduler = request.app.state.rollouts
+    return scheduler
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker)]
@@ -68,6 +74,7 @@ StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 SigningKeyDep = Annotated[Ed25519PrivateKey, Depends(get_signing_key)]
 MetricsDep = Annotated[ControllerMetrics, Depends(get_metrics)]
 BridgeDep = Annotated[MqttBridge | None, Depends(get_bridge)]
+RolloutsDep = Annotated[RolloutScheduler, Depends(get_rollouts)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
@@ -116,6 +123,7 @@ __all__ = [
     "BridgeDep",
     "MetricsDep",
     "ReadAuth",
+    "RolloutsDep",
     "SessionDep",
     "SessionFactoryDep",
     "SettingsDep",

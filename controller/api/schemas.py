@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import itertools
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controller.db.models import Device, EventRow, ModelVersion, TelemetryRow
 from shared.messages import CommandKind
@@ -143,12 +144,51 @@ class TargetIn(BaseModel):
     profile: str | None = None
 
 
+class GatesIn(BaseModel):
+    """Health gates checked after each wave (see docs/adr/0006-rollout-engine.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Failed/rolled_back/rejected devices, in % of the devices started so far, above which it halts.
+    max_failure_pct: Annotated[float, Field(ge=0, le=100)] = 0.0
+    #: p95 budget (ms) of the new model in the field; default: each device's profile budget.
+    max_p95_ms: Annotated[float, Field(gt=0)] | None = None
+    #: Highest allowed ratio of new p95 to the previous model's p95 on the same device (e.g. 1.2).
+    max_p95_regression: Annotated[float, Field(gt=0)] | None = None
+    #: Seconds every active device of a wave must have run the new model before the next wave.
+    min_soak_s: Annotated[float, Field(ge=0, le=30 * 24 * 3600)] = 0.0
+
+
 class DeploymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: Annotated[str, Field(min_length=1, max_length=128)]
     version: Annotated[int, Field(ge=1)]
     target: TargetIn
+    #: Cumulative percentages of the targets per wave, e.g. [1, 10, 100]. Omit all rollout fields
+    #: to publish to every target at once.
+    waves: Annotated[list[Annotated[float, Field(gt=0, le=100)]], Field(min_length=1, max_length=100)] | None = None
+    min_wave_size: Annotated[int, Field(ge=1)] | None = None
+    rate_per_minute: Annotated[float, Field(gt=0)] | None = None
+    gates: GatesIn | None = None
+    on_breach: Literal["pause", "abort"] | None = None
+
+    @field_validator("waves")
+    @classmethod
+    def _waves_increase(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError(f"cumulative percentages must increase strictly, got {v}")
+        if v[-1] != 100:
+            raise ValueError(f"the last wave must be 100 (every target), got {v[-1]:g}")
+        return v
+
+    @property
+    def is_rollout(self) -> bool:
+        return any(
+            x is not None for x in (self.waves, self.min_wave_size, self.rate_per_minute, self.gates, self.on_breach)
+        )
 
 
 class DeploymentDeviceOut(BaseModel):
@@ -158,6 +198,32 @@ class DeploymentDeviceOut(BaseModel):
     detail: str | None
     progress: float | None
     updated_at: float
+
+
+class WaveOut(BaseModel):
+    index: int
+    percent: float
+    devices: list[str]
+    started: int
+
+
+class RolloutOut(BaseModel):
+    status: Literal["in_progress", "paused", "aborted", "completed", "superseded"]
+    waves: list[WaveOut]
+    #: Index of the wave started last (0-based); -1 before the first.
+    current_wave: int
+    wave_started_at: float | None
+    min_wave_size: int
+    rate_per_minute: float | None
+    gates: dict[str, Any]
+    on_breach: str
+    halt_reason: str | None
+    halted_at: float | None
+    #: Last gate evaluation: started, failed, failure_pct, p95_ms per device, p95_regression, breaches.
+    readings: dict[str, Any]
+    acknowledged: list[str]
+    #: What abort did per device.
+    rollbacks: dict[str, str]
 
 
 class DeploymentOut(BaseModel):
@@ -171,6 +237,8 @@ class DeploymentOut(BaseModel):
     state: str
     counts: dict[str, int]
     devices: list[DeploymentDeviceOut]
+    #: Present for a wave-based rollout, ``null`` for a deployment published at once.
+    rollout: RolloutOut | None = None
 
 
 class CommandCreate(BaseModel):

@@ -90,6 +90,64 @@ class DeploymentDevice(Base):
     updated_at: Mapped[float] = mapped_column(Float, default=_now)
 
 
+class Rollout(Base):
+    """Wave-based rollout of one deployment (absent for a plain all-at-once deployment).
+
+    A separate table rather than columns on ``deployments``: ``create_all`` adds it to an existing
+    store without a migration, and plain deployments stay exactly as they were.
+    """
+
+    __tablename__ = "rollouts"
+
+    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True)
+    #: Cumulative percentages as requested, e.g. [1, 10, 100].
+    waves: Mapped[list[float]] = mapped_column(JSON, default=list)
+    #: Cumulative device counts per wave, fixed at creation (devices sorted by id).
+    plan: Mapped[list[int]] = mapped_column(JSON, default=list)
+    min_wave_size: Mapped[int] = mapped_column(Integer, default=1)
+    rate_per_minute: Mapped[float | None] = mapped_column(Float, default=None)
+    gates: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    on_breach: Mapped[str] = mapped_column(String(16), default="pause")
+    #: in_progress, paused, aborted, completed, superseded.
+    status: Mapped[str] = mapped_column(String(16), default="in_progress", index=True)
+    #: Index of the wave started last; -1 before the first.
+    current_wave: Mapped[int] = mapped_column(Integer, default=-1)
+    wave_started_at: Mapped[float | None] = mapped_column(Float, default=None)
+    halt_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    halted_at: Mapped[float | None] = mapped_column(Float, default=None)
+    #: Last gate evaluation (failure %, p95 per device, regression ratios).
+    readings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: Devices an operator accepted by resuming; their failures no longer halt the rollout.
+    acknowledged: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[float] = mapped_column(Float, default=_now)
+
+
+class RolloutDevice(Base):
+    __tablename__ = "rollout_devices"
+
+    deployment_id: Mapped[str] = mapped_column(
+        ForeignKey("rollouts.deployment_id", ondelete="CASCADE"), primary_key=True
+    )
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id", ondelete="CASCADE"), primary_key=True)
+    wave: Mapped[int] = mapped_column(Integer, index=True)
+    #: When its desired state was published; ``None`` while it waits for its wave.
+    started_at: Mapped[float | None] = mapped_column(Float, default=None)
+    #: The model the device reported active when its wave started (ModelRef dump), for abort.
+    previous_model: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    #: What abort did for this device: rolled back to vN, or why not.
+    rollback: Mapped[str | None] = mapped_column(String(256), default=None)
+
+
+class SchedulerLease(Base):
+    """One row per singleton job; the holder advances rollouts until ``expires_at``."""
+
+    __tablename__ = "scheduler_lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
 class TelemetryRow(Base):
     __tablename__ = "telemetry"
     __table_args__ = (Index("ix_telemetry_device_id_id", "device_id", "id"),)
@@ -132,4 +190,15 @@ class EventRow(Base):
     received_at: Mapped[float] = mapped_column(Float, default=_now, index=True)
 
 
-__all__ = ["Base", "Deployment", "DeploymentDevice", "Device", "EventRow", "ModelVersion", "TelemetryRow"]
+__all__ = [
+    "Base",
+    "Deployment",
+    "DeploymentDevice",
+    "Device",
+    "EventRow",
+    "ModelVersion",
+    "Rollout",
+    "RolloutDevice",
+    "SchedulerLease",
+    "TelemetryRow",
+]

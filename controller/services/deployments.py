@@ -8,7 +8,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select, update
@@ -22,11 +22,17 @@ from shared.blocks import block_count
 from shared.messages import DesiredState, ModelRef, SelfTestVector
 from shared.profiles import BUILTIN_PROFILES
 
+if TYPE_CHECKING:
+    from controller.services.rollout import RolloutSpec
+
 log = logging.getLogger("edgefleet.controller.deployments")
 
 #: Per-device states after which a device no longer changes for this deployment.
 TERMINAL = frozenset({"active", "failed", "rolled_back", "rejected", "superseded"})
 FAILED = frozenset({"failed", "rolled_back", "rejected"})
+
+#: A device of a wave-based rollout whose wave has not started: nothing published yet.
+QUEUED = "queued"
 
 #: publish(device_id, payload) -> None; the MQTT bridge's retained QoS 1 publish.
 Publisher = Callable[[str, bytes], None]
@@ -83,7 +89,14 @@ def check_compatible(mv: ModelVersion, devices: Sequence[Device]) -> None:
         )
 
 
-def build_manifest(*, mv: ModelVersion, device: Device, deployment: Deployment, key: Ed25519PrivateKey) -> DesiredState:
+def build_manifest(
+    *,
+    mv: ModelVersion,
+    device: Device,
+    deployment: Deployment,
+    key: Ed25519PrivateKey,
+    allow_downgrade: bool = False,
+) -> DesiredState:
     desired = DesiredState(
         device_id=device.device_id,
         deployment_id=deployment.id,
@@ -97,6 +110,7 @@ def build_manifest(*, mv: ModelVersion, device: Device, deployment: Deployment, 
         block_size=deployment.block_size,
         block_count=block_count(mv.wire_size, deployment.block_size),
         self_test=[SelfTestVector.model_validate(v) for v in mv.self_test],
+        allow_downgrade=allow_downgrade,
         issued_at=deployment.created_at,
         expires_at=deployment.expires_at,
     )
@@ -113,10 +127,18 @@ def create_deployment(
     block_size: int,
     ttl_s: float,
     publish: Publisher | None = None,
+    rollout: RolloutSpec | None = None,
 ) -> Deployment:
+    """Sign and store one manifest per target device.
+
+    Without ``rollout`` every manifest is published at once. With one, the devices start ``queued``
+    and the rollout scheduler (controller.rollout) publishes them wave by wave.
+    """
     mv = get_model_version(session=session, name=model, version=version)
     devices = resolve_targets(session=session, target=target)
     check_compatible(mv, devices)
+    if rollout is not None:
+        rollout.validate(len(devices))
     now = time.time()
     dep = Deployment(
         id=uuid.uuid4().hex,
@@ -142,10 +164,27 @@ def create_deployment(
             raise InvalidRequestError(f"manifest of {len(manifest)} bytes exceeds the wire limit")
         session.add(
             DeploymentDevice(
-                deployment_id=dep.id, device_id=device.device_id, manifest=manifest.decode(), updated_at=now
+                deployment_id=dep.id,
+                device_id=device.device_id,
+                manifest=manifest.decode(),
+                updated_at=now,
+                state="pending" if rollout is None else QUEUED,
             )
         )
         payloads.append((device.device_id, manifest))
+    if rollout is not None:
+        session.flush()
+        rollout.attach(session=session, deployment=dep, device_ids=ids, now=now)
+        session.commit()
+        log.info(
+            "deployment %s: %s v%d to %d device(s) in waves %s",
+            dep.id,
+            mv.name,
+            mv.version,
+            len(devices),
+            rollout.waves,
+        )
+        return dep
     session.commit()
     log.info("deployment %s: %s v%d to %d device(s)", dep.id, mv.name, mv.version, len(devices))
     if publish is not None:
@@ -199,7 +238,7 @@ def current_manifests(*, session: Session) -> list[tuple[str, bytes]]:
     rows = session.execute(
         select(DeploymentDevice.device_id, DeploymentDevice.manifest, Deployment.created_at)
         .join(Deployment, Deployment.id == DeploymentDevice.deployment_id)
-        .where(DeploymentDevice.state != "superseded")
+        .where(DeploymentDevice.state.not_in(("superseded", QUEUED)))
         .order_by(Deployment.created_at)
     ).all()
     latest: dict[str, bytes] = {}
@@ -218,6 +257,12 @@ def deployment_summary(*, session: Session, dep: Deployment) -> dict[str, Any]:
     rows = deployment_devices(session=session, deployment_id=dep.id)
     states = [r.state for r in rows]
     mv = model_for(session=session, dep=dep)
+    from controller.services.rollout import rollout_summary  # rollout imports this module
+
+    rollout = rollout_summary(session=session, deployment_id=dep.id)
+    state = overall_state(states)
+    if rollout is not None and rollout["status"] in ("paused", "aborted"):
+        state = rollout["status"]
     return {
         "id": dep.id,
         "model": mv.name,
@@ -226,7 +271,8 @@ def deployment_summary(*, session: Session, dep: Deployment) -> dict[str, Any]:
         "target": dep.target,
         "created_at": dep.created_at,
         "expires_at": dep.expires_at,
-        "state": overall_state(states),
+        "state": state,
+        "rollout": rollout,
         "counts": state_counts(states),
         "devices": [
             {
@@ -244,6 +290,7 @@ def deployment_summary(*, session: Session, dep: Deployment) -> dict[str, Any]:
 
 __all__ = [
     "FAILED",
+    "QUEUED",
     "TERMINAL",
     "Publisher",
     "Target",
