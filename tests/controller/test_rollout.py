@@ -411,12 +411,13 @@ def test_waves_start_one_device_then_the_rest(
     upload(url, seed=1)
     with agents(controller, live_broker, tmp_path, ids):
         online(url, ids)
-        body = {"model": "ro", "version": 1, "target": {"device_ids": ids}, "waves": [34, 100], "gates": {}}
+        gates = {"min_soak_s": 1.0}
+        body = {"model": "ro", "version": 1, "target": {"device_ids": ids}, "waves": [34, 100], "gates": gates}
         r = httpx.post(url + f"{API}/deployments", json=body)
         assert r.status_code == 201, r.text
         dep_id = r.json()["id"]
         first = wait_until(lambda: states(dep_of(url, dep_id))["ro-a"] == "active" and dep_of(url, dep_id), 15, 0.05)
-        assert states(first)["ro-b"] in ("queued", "pending") and states(first)["ro-c"] in ("queued", "pending")
+        assert states(first)["ro-b"] == "queued" and states(first)["ro-c"] == "queued"  # soaking
         done = wait_until(lambda: (d := dep_of(url, dep_id))["rollout"]["status"] == "completed" and d, 20)
         assert done["state"] == "completed" and set(states(done).values()) == {"active"}
         got = desired_of(probe.collect(1.0))
@@ -544,3 +545,35 @@ def test_controller_restart_mid_rollout_resumes(
                     lambda: (d := dep_of(again.url, dep_id))["rollout"]["status"] == "completed" and d, 20
                 )
                 assert done["state"] == "completed" and set(states(done).values()) == {"active"}
+
+
+def test_second_controller_takes_over_rollouts(
+    mqtt_settings: Settings, live_broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    """Two controllers on one SQLite file: one advances rollouts; when it stops, the other goes on."""
+    s1 = mqtt_settings.model_copy(update={"rollout_lease_s": 1.0})
+    s2 = s1.model_copy(update={"controller_id": s1.controller_id + "-b"})
+    ids = ["rl-a", "rl-b"]
+    with run_controller(s1) as c1, run_controller(s2) as c2:
+        scheds = {c1.url: c1.app.state.rollouts, c2.url: c2.app.state.rollouts}
+        wait_until(lambda: sum(s.has_lease for s in scheds.values()) == 1, 5, what="one lease holder")
+        leader, follower = (c1, c2) if scheds[c1.url].has_lease else (c2, c1)
+        url = follower.url
+        register(url, ids)
+        upload(url, seed=6)
+        with agents(follower, live_broker, tmp_path, ids):
+            online(url, ids)
+            body = {
+                "model": "ro",
+                "version": 1,
+                "target": {"device_ids": ids},
+                "waves": [50, 100],
+                "gates": {"min_soak_s": 2.0},
+            }
+            dep_id = httpx.post(url + f"{API}/deployments", json=body).json()["id"]
+            wait_until(lambda: states(dep_of(url, dep_id))["rl-a"] == "active", 15, what="wave 1 active")
+            assert not scheds[url].has_lease
+            leader.stop()
+            done = wait_until(lambda: (d := dep_of(url, dep_id))["rollout"]["status"] == "completed" and d, 20)
+            assert set(states(done).values()) == {"active"}
+            assert scheds[url].has_lease
