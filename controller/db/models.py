@@ -120,6 +120,10 @@ class Rollout(Base):
     #: Devices an operator accepted by resuming; their failures no longer halt the rollout.
     acknowledged: Mapped[list[str]] = mapped_column(JSON, default=list)
     updated_at: Mapped[float] = mapped_column(Float, default=_now)
+    #: Optimistic lock: the scheduler and an operator's resume/abort never overwrite each other.
+    row_version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": row_version}
 
 
 class RolloutDevice(Base):

@@ -32,6 +32,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from controller.db.models import (
     Deployment,
@@ -167,12 +168,21 @@ def advance(*, session: Session, key: Ed25519PrivateKey, now: float | None = Non
         rollout = session.get(Rollout, dep_id)
         if rollout is None or rollout.status != "in_progress":
             continue
+        step = StepResult()
         try:
-            _advance_one(session, key, rollout, now, result)
+            _advance_one(session, key, rollout, now, step)
             session.commit()
+        except StaleDataError:  # an operator resumed or aborted it meanwhile
+            session.rollback()
+            log.info("rollout %s changed during the step; next tick", dep_id)
+            continue
         except Exception:
             session.rollback()
             log.exception("rollout %s: step failed; retrying on the next tick", dep_id)
+            continue
+        # Publish only what was committed: a failed step publishes nothing.
+        result.payloads.extend(step.payloads)
+        result.halts.extend(step.halts)
     return result
 
 
@@ -407,7 +417,7 @@ def resume(*, session: Session, deployment_id: str, now: float | None = None) ->
     ).all()
     r.acknowledged = sorted(set(r.acknowledged or []) | set(started))
     _set_status(r, "in_progress", now, None)
-    session.commit()
+    _commit(session, deployment_id)
     log.info("rollout %s resumed", deployment_id)
     return r
 
@@ -422,8 +432,16 @@ def abort(
         raise ConflictError(f"rollout of {deployment_id} is already {r.status}")
     dd, rds = _rows(session, deployment_id)
     payloads = _abort(session, key, r, dd, rds, reason, now)
-    session.commit()
+    _commit(session, deployment_id)
     return payloads
+
+
+def _commit(session: Session, deployment_id: str) -> None:
+    try:
+        session.commit()
+    except StaleDataError as exc:
+        session.rollback()
+        raise ConflictError(f"rollout of {deployment_id} changed meanwhile (the scheduler moved it): retry") from exc
 
 
 def _abort(

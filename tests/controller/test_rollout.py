@@ -235,6 +235,32 @@ def test_engine_abort_marks_queued_and_devices_without_previous_model(settings: 
     assert 'edgefleet_controller_rollouts{status="aborted"} 1.0' in metrics
 
 
+def test_engine_step_racing_an_operator_abort_publishes_nothing(
+    settings: Settings, onnx_model: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = TestClient(create_app(settings))
+    ids = ["c-0", "c-1"]
+    _rest_setup(client, onnx_model, ids)
+    body = {"model": "m", "version": 1, "target": {"device_ids": ids}, "waves": [50, 100]}
+    dep_id = client.post(f"{API}/deployments", json=body).json()["id"]
+    e = Engine(client)
+    real = svc._rows
+    fired: list[bool] = []
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        rows = real(*args, **kwargs)  # the step has read the rollout; the operator commits first
+        if not fired:
+            fired.append(True)
+            assert client.post(f"{API}/deployments/{dep_id}/abort").status_code == 200
+        return rows
+
+    monkeypatch.setattr(svc, "_rows", racing)
+    assert e.step().payloads == []
+    dep = e.dep(dep_id)
+    assert dep["rollout"]["status"] == "aborted" and dep["rollout"]["current_wave"] == -1
+    assert set(states(dep).values()) == {"superseded"}
+
+
 def _telemetry(app: Any, device_id: str, version: int, p95: float, at: float) -> None:
     with app.state.sessions() as session:
         session.add(
