@@ -1,7 +1,7 @@
 """The rollout scheduler thread: advances wave-based rollouts every ``rollout_interval_s``.
 
 Only one controller instance advances rollouts at a time: the holder of the ``scheduler_lease``
-row named ``rollouts`` (holder id + expiry, renewed every tick, released at stop). Another
+row named ``rollouts`` (holder id + expiry, renewed once half of it has passed, released at stop). Another
 replica on the same database waits and takes over when the lease expires (``rollout_lease_s``).
 The logic itself is in controller.services.rollout; this module only runs it and publishes.
 """
@@ -91,6 +91,7 @@ class RolloutScheduler:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.has_lease = False
+        self._lease_until = 0.0
         self._warned_unpublished = False
 
     def start(self) -> None:
@@ -128,7 +129,13 @@ class RolloutScheduler:
     def tick(self) -> bool:
         """One step if this instance holds the lease; returns whether it did."""
         with self._sessions() as session:
-            held = acquire_lease(session=session, holder=self.holder, ttl_s=self.lease_s)
+            now = time.time()
+            if self.has_lease and self._lease_until - now > self.lease_s / 2:
+                held = True  # renewed recently: save a write per tick
+            else:
+                held = acquire_lease(session=session, holder=self.holder, ttl_s=self.lease_s, now=now)
+                if held:
+                    self._lease_until = now + self.lease_s
             if held != self.has_lease:
                 log.info("rollout scheduler lease %s by %s", "taken" if held else "lost", self.holder)
             self.has_lease = held

@@ -331,25 +331,24 @@ def test_engine_p95_budget_and_regression_gates(settings: Settings, onnx_model: 
     assert set(dep["rollout"]["readings"]["p95_ms"]) == {"g-2"}  # g-0, g-1 were acknowledged
 
 
-def test_scheduler_lease_one_holder(tmp_path: Path, onnx_model: bytes) -> None:
+def test_scheduler_lease_one_holder(tmp_path: Path) -> None:
     """Two controllers on one SQLite file: only the lease holder advances rollouts."""
-    s = Settings(data_dir=tmp_path / "shared", mqtt_enabled=False)
+    s = Settings(data_dir=tmp_path / "shared", mqtt_enabled=False, rollout_lease_s=0.4)
     app1, app2 = create_app(s), create_app(s.model_copy(update={"controller_id": "second"}))
-    sched: list[RolloutScheduler] = [app1.state.rollouts, app2.state.rollouts]
-    assert sched[0].tick() is True
-    assert sched[1].tick() is False
-    assert sched[0].tick() is True  # renews
+    first: RolloutScheduler = app1.state.rollouts
+    second: RolloutScheduler = app2.state.rollouts
+    assert first.tick() is True
+    assert second.tick() is False
+    assert first.tick() is True
     with app1.state.sessions() as session:
         holder = lease_holder(session=session)
-        assert holder is not None and holder[0] == sched[0].holder
-        assert acquire_lease(session=session, holder="third", ttl_s=5, now=time.time() + 60)  # after expiry
-    assert sched[0].tick() is False and sched[1].tick() is False
-    with app1.state.sessions() as session:
-        assert acquire_lease(session=session, holder="third", ttl_s=5)
-    sched[0].has_lease = True
-    sched[0].holder = "third"
-    sched[0].stop()  # releases
-    assert sched[1].tick() is True
+        assert holder is not None and holder[0] == first.holder
+        assert not acquire_lease(session=session, holder="third", ttl_s=5)
+    time.sleep(0.5)  # the first one stopped renewing (as if it hung or crashed): its lease expires
+    assert second.tick() is True
+    assert first.tick() is False and not first.has_lease
+    second.stop()  # releases at once
+    assert first.tick() is True
 
 
 # -- real agents over a real broker -----------------------------------------------------------
