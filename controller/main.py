@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select
 
@@ -45,7 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.engine.dispose()
             log.info("controller stopped")
 
-    app = FastAPI(
+    # FastAPIOffline serves the Swagger UI / ReDoc assets itself: /docs works on an
+    # air-gapped operator network, where FastAPI's default CDN links leave a blank page.
+    app: FastAPI = FastAPIOffline(
         title="edgefleet controller",
         version="0.1.0",
         description="Device registry, model registry, deployments over MQTT, telemetry. See docs/protocol.md.",
