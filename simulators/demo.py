@@ -90,7 +90,9 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeo
     raise TimeoutError(f"controller at {url} not healthy after {timeout}s")
 
 
-def upload_and_deploy(client: httpx.Client, profiles: list[str]) -> list[str]:
+def upload_and_deploy(
+    client: httpx.Client, profiles: list[str], waves: tuple[int, ...] = (20, 100)
+) -> list[str]:
     """Upload each example once, deploy it to every device of its profile; returns deployment ids."""
     uploaded: dict[str, int] = {}
     samples = (examples_dir() / "digits_samples.npz").read_bytes()
@@ -103,9 +105,10 @@ def upload_and_deploy(client: httpx.Client, profiles: list[str]) -> list[str]:
             r.raise_for_status()
             uploaded[name] = int(r.json()["version"])
             log.info("uploaded %s v%d (%s)", name, uploaded[name], runtime)
-        r = client.post(
-            "/api/v1/deployments", json={"model": name, "version": uploaded[name], "target": {"profile": profile}}
-        )
+        # A canary wave first: the rest follow only if it goes active without failures.
+        body = {"model": name, "version": uploaded[name], "target": {"profile": profile}, "waves": list(waves),
+                "gates": {"max_failure_pct": 20}}
+        r = client.post("/api/v1/deployments", json=body)
         r.raise_for_status()
         deployments.append(str(r.json()["id"]))
     return deployments
