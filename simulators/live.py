@@ -57,21 +57,17 @@ def watch_rollout(client: httpx.Client, *, expected: int, timeout: float = 300.0
     progress = Progress(TextColumn("rollout"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     task = progress.add_task("rollout", total=expected)
     deadline = time.monotonic() + timeout
-    done = False
     # Wide enough for the table even when stdout is not a terminal (CI logs, pipes).
     console = Console(width=max(120, shutil.get_terminal_size((120, 40)).columns))
     with Live(refresh_per_second=2, console=console) as live:
-        while time.monotonic() < deadline:
+        while True:
+            # The list carries each device's last state and telemetry: one request per refresh.
             devices = client.get("/api/v1/devices", params={"limit": 1000}).json()
-            devices = devices.get("items", devices) if isinstance(devices, dict) else devices
-            detailed = [client.get(f"/api/v1/devices/{d['device_id']}").json() for d in devices]
-            n_active = sum(is_active(d) for d in detailed)
+            n_active = sum(is_active(d) for d in devices)
             progress.update(task, completed=n_active)
-            live.update(Group(device_rows(detailed), progress))
-            with_telemetry = sum(bool(d.get("last_telemetry")) for d in detailed)
-            if n_active >= expected and with_telemetry >= expected:
-                done = True
-                if time.monotonic() > deadline - timeout + 3:  # one more refresh so the table shows it
-                    break
+            live.update(Group(device_rows(devices), progress))
+            if n_active >= expected and all(d.get("last_telemetry") for d in devices):
+                return True
+            if time.monotonic() > deadline:
+                return False
             time.sleep(poll_s)
-    return done

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from shared.messages import SelfTestVector
 from simulators.broker import MosquittoProcess
 from tests.agent import models
 from tests.agent.fakecontroller import FakeController
+from tests.waiting import wait_until
 
 DEVICE = "dev-1"
 
@@ -111,10 +111,3 @@ def make_agent(
         agent.stop()
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

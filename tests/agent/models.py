@@ -65,3 +65,26 @@ def _convert_keras_int8(tmp: Path) -> tuple[bytes, np.ndarray]:  # pragma: no co
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     return bytes(converter.convert()), x[:8]
+
+
+def wide_mlp(n_in: int, hidden: int, n_out: int = N_OUT, *, input_name: str = "x", seed: int = 3) -> bytes:
+    """MatMul-Relu-MatMul with random float32 weights: large, and zstd cannot shrink it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", [input_name, "w1"], ["h"]),
+            helper.make_node("Relu", ["h"], ["r"]),
+            helper.make_node("MatMul", ["r", "w2"], ["y"]),
+        ],
+        "wide",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", n_out])],
+        [
+            numpy_helper.from_array(rng.normal(size=(n_in, hidden)).astype(np.float32), "w1"),
+            numpy_helper.from_array(rng.normal(size=(hidden, n_out)).astype(np.float32), "w2"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return bytes(model.SerializeToString())

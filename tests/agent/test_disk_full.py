@@ -12,25 +12,8 @@ import pytest
 
 from shared.messages import EventKind
 from tests.agent.conftest import DEVICE
+from tests.agent.models import wide_mlp
 from tests.agent.test_update_mqtt import install
-
-
-def wide_mlp(n_in: int, hidden: int, n_out: int = 4) -> bytes:
-    """~1.9 MB of random float32 weights (zstd cannot shrink them)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(3)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
-         helper.make_node("MatMul", ["r", "w2"], ["y"])],
-        "wide",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n_in])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", n_out])],
-        [numpy_helper.from_array(rng.normal(size=(n_in, hidden)).astype(np.float32), "w1"),
-         numpy_helper.from_array(rng.normal(size=(hidden, n_out)).astype(np.float32), "w2")],
-    )
-    return bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-                 .SerializeToString())
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from shared.blocks import encode_block
 from shared.codec import MAX_JSON_PAYLOAD
 from shared.messages import EventKind
 from tests.agent import models
-from tests.agent.conftest import DEVICE, self_test_for, wait_until
+from tests.agent.conftest import DEVICE, self_test_for
+from tests.waiting import wait_until
 
 BIG_IN = 512  # ~33 KB model -> ~130 blocks of 256 bytes
 

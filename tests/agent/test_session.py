@@ -8,7 +8,8 @@ import pytest
 
 from shared.messages import CommandKind, EventKind
 from simulators.link import LinkProxy
-from tests.agent.conftest import DEVICE, wait_until
+from tests.agent.conftest import DEVICE
+from tests.waiting import wait_until
 
 
 @pytest.mark.parametrize("protocol,expect_delivery", [("5", True), ("3.1.1", False)])

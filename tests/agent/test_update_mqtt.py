@@ -12,8 +12,9 @@ import zstandard
 from agent.app import Agent, NoActiveModelError
 from shared.blocks import encode_block
 from shared.messages import CommandKind, EventKind
-from tests.agent.conftest import DEVICE, self_test_for, wait_until
+from tests.agent.conftest import DEVICE, self_test_for
 from tests.agent.fakecontroller import FakeController
+from tests.waiting import wait_until
 
 UPDATE_STEPS = ["downloading", "verifying", "self_testing", "switching", "active"]
 

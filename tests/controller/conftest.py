@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -22,7 +22,6 @@ from controller.testing import RunningController, start_controller
 from simulators.broker import MosquittoProcess
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "simulators" / "examples"
-T = TypeVar("T")
 
 
 def make_onnx(n_in: int = 8, n_out: int = 4, hidden: int = 0, seed: int = 0, compressible: bool = False) -> bytes:
@@ -88,15 +87,6 @@ def tflite_model(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return data
 
 
-def wait_until(fn: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture

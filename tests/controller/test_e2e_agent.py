@@ -11,8 +11,9 @@ import pytest
 
 from controller.testing import RunningController
 from simulators.broker import MosquittoProcess
+from tests.waiting import wait_until
 
-from .conftest import make_onnx, make_samples, wait_until
+from .conftest import make_onnx, make_samples
 
 API = "/api/v1"
 

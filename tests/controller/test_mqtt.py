@@ -31,8 +31,9 @@ from shared.messages import (
 )
 from shared.topics import Topics
 from simulators.broker import MosquittoProcess
+from tests.waiting import wait_until
 
-from .conftest import Probe, make_onnx, make_samples, wait_until
+from .conftest import Probe, make_onnx, make_samples
 
 API = "/api/v1"
 

@@ -18,8 +18,9 @@ from shared import codec
 from shared.messages import ControllerState
 from shared.topics import Topics
 from simulators.broker import MosquittoProcess
+from tests.waiting import wait_until
 
-from .conftest import Probe, wait_until
+from .conftest import Probe
 
 
 def _args(**kw: object) -> argparse.Namespace:

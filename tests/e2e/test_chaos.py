@@ -16,29 +16,10 @@ from agent.config import AgentSettings
 from controller.settings import Settings
 from controller.testing import RunningController, run_controller
 from simulators.broker import MosquittoProcess
-from tests.e2e.test_fleet_e2e import wait_for
+from tests.agent.models import wide_mlp
+from tests.waiting import wait_until
 
 BLOCK = 4096
-
-
-def incompressible_onnx(n_in: int = 64, hidden: int = 768, n_out: int = 10) -> bytes:
-    """~200 KB of random weights: ~50 blocks, and zstd cannot shrink it."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(7)
-    w0 = rng.standard_normal((n_in, hidden)).astype(np.float32)
-    w1 = rng.standard_normal((hidden, n_out)).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["input", "w0"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
-         helper.make_node("MatMul", ["r", "w1"], ["logits"])],
-        "chaos",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", n_in])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", n_out])],
-        [numpy_helper.from_array(w0, "w0"), numpy_helper.from_array(w1, "w1")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return bytes(model.SerializeToString())
 
 
 @pytest.fixture
@@ -57,8 +38,9 @@ def test_broker_crash_mid_download_resumes_with_the_real_controller(
     api = httpx.Client(base_url=slow_controller.url + "/api/v1", timeout=10)
     pem = api.get("/keys/public").json()["public_key_pem"]
     assert api.post("/devices", json={"device_id": "chaos-1", "profile": "car-ecu"}).status_code == 201
+    model = wide_mlp(64, 768, 10, input_name="input", seed=7)  # ~200 KB: ~50 blocks of 4 KiB
     meta = api.post("/models", data={"name": "chaos", "runtime": "onnxruntime"},
-                    files={"file": ("m.onnx", incompressible_onnx())}).json()
+                    files={"file": ("m.onnx", model)}).json()
     total = -(-meta["size"] // BLOCK)
     assert total >= 40
     agent = Agent(AgentSettings(
@@ -68,7 +50,7 @@ def test_broker_crash_mid_download_resumes_with_the_real_controller(
     ))
     agent.start()
     try:
-        wait_for(lambda: agent.status()["connected"], 10, "agent connected")
+        wait_until(lambda: agent.status()["connected"], 10, "agent connected")
         r = api.post("/deployments", json={"model": "chaos", "version": 1, "target": {"device_ids": ["chaos-1"]}})
         assert r.status_code == 201, r.text
 
@@ -76,20 +58,20 @@ def test_broker_crash_mid_download_resumes_with_the_real_controller(
             dl: dict[str, Any] | None = agent.status()["download"]
             return int(dl["received"]) if dl else 0
 
-        wait_for(lambda: received() >= 8, 20, "first blocks")
+        wait_until(lambda: received() >= 8, 20, "first blocks")
         live_broker.stop(kill=True)
         have = received()
         assert 0 < have < total, (have, total)
-        wait_for(lambda: not agent.status()["connected"], 10, "agent notices the crash")
+        wait_until(lambda: not agent.status()["connected"], 10, "agent notices the crash")
         restarted = time.monotonic()
         live_broker.start()
 
-        wait_for(lambda: (agent.status()["active_model"] or {}).get("name") == "chaos", 60, "model active")
+        wait_until(lambda: (agent.status()["active_model"] or {}).get("name") == "chaos", 60, "model active")
         asked_after = [n for ts, n in agent.updater.request_log if ts >= restarted]
         assert asked_after, "the agent asked for the rest after reconnecting"
         assert asked_after[0] <= total - have, "resumed from the blocks it had, not from zero"
         dep = api.get(f"/deployments/{r.json()['id']}").json()
-        wait_for(lambda: api.get(f"/deployments/{r.json()['id']}").json()["state"] == "completed", 20,
+        wait_until(lambda: api.get(f"/deployments/{r.json()['id']}").json()["state"] == "completed", 20,
                  "controller sees the deployment complete")
         assert dep["devices"][0]["device_id"] == "chaos-1"
         y = agent.predict(np.zeros((1, 64), np.float32))

@@ -13,7 +13,7 @@ from shared import codec
 from shared.messages import Event, EventKind, LatencyStats, Telemetry
 from shared.topics import Topics
 from simulators.broker import MosquittoProcess
-from tests.e2e.test_fleet_e2e import wait_for
+from tests.waiting import wait_until
 
 
 def test_events_and_telemetry_sent_while_controller_is_down_arrive_after_restart(
@@ -46,4 +46,4 @@ def test_events_and_telemetry_sent_while_controller_is_down_arrive_after_restart
             evs = evs.get("items", evs) if isinstance(evs, dict) else evs
             return len(tel) == 5 and any(e.get("reason") == "hash_mismatch" for e in evs)
 
-        wait_for(arrived, 15, "queued telemetry and event delivered after restart")
+        wait_until(arrived, 15, "queued telemetry and event delivered after restart")

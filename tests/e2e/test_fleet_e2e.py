@@ -8,10 +8,9 @@ SQLite store and served over REST.
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -22,19 +21,11 @@ from shared.profiles import get_profile
 from simulators.broker import MosquittoProcess
 from simulators.demo import DEMO_MODELS, upload_and_deploy
 from simulators.fleet import Fleet
+from tests.waiting import wait_until
 
-T = TypeVar("T")
 TOKEN = "e2e-admin-token"
 
 
-def wait_for(fn: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -67,14 +58,14 @@ def test_model_travels_to_every_device_and_telemetry_comes_back(
     profiles = {d.device_id: d.spec.profile for d in fleet}
     assert {get_profile(p).runtime for p in profiles.values()} == {"litert", "onnxruntime"}
 
-    wait_for(lambda: all(client.get(f"/api/v1/devices/{i}").json()["online"] for i in ids), 20, "births")
+    wait_until(lambda: all(client.get(f"/api/v1/devices/{i}").json()["online"] for i in ids), 20, "births")
     deployment_ids = upload_and_deploy(client, sorted(set(profiles.values())))
 
     def all_active() -> list[dict[str, Any]] | None:
         deps = [client.get(f"/api/v1/deployments/{d}").json() for d in deployment_ids]
         return deps if all(dev["state"] == "active" for dep in deps for dev in dep["devices"]) else None
 
-    deployments = wait_for(all_active, 60, "every device active")
+    deployments = wait_until(all_active, 60, "every device active")
     assert sorted(dev["device_id"] for dep in deployments for dev in dep["devices"]) == sorted(ids)
 
     for device_id, profile in profiles.items():
@@ -93,7 +84,7 @@ def test_model_travels_to_every_device_and_telemetry_comes_back(
         return good or None
 
     for device_id, profile in profiles.items():
-        rows = wait_for(lambda d=device_id: telemetry_with_model(d), 20, f"telemetry from {device_id}")
+        rows = wait_until(lambda d=device_id: telemetry_with_model(d), 20, f"telemetry from {device_id}")
         budget = get_profile(profile).p95_latency_ms
         slowdown = get_profile(profile).compute_slowdown
         for r in rows:
